@@ -1,0 +1,141 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using LmsProxy.Configuration;
+using LmsProxy.Models;
+
+namespace LmsProxy.Loading;
+
+/// <summary>The proxy's own calls to LM Studio's REST API: the model catalog, loads, and a liveness probe.</summary>
+public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
+{
+    private static readonly TimeSpan CatalogTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Downloaded models and their loaded instances: /api/v1/models, or /api/v0/models on LM Studio before 0.4.</summary>
+    public async Task<ModelCatalog> GetCatalogAsync(CancellationToken cancellationToken)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(CatalogTimeout);
+        using (var doc = await GetJsonAsync("/api/v1/models", cts.Token))
+        {
+            if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("models", out var models) && models.ValueKind == JsonValueKind.Array)
+            {
+                return new ModelCatalog([.. models.EnumerateArray().Select(ParseV1Model).OfType<CatalogModel>()]);
+            }
+        }
+        using (var doc = await GetJsonAsync("/api/v0/models", cts.Token))
+        {
+            if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Array)
+            {
+                return new ModelCatalog([.. data.EnumerateArray().Select(ParseV0Model).OfType<CatalogModel>()]);
+            }
+        }
+        throw new UpstreamUnavailableException("LM Studio answered neither /api/v1/models nor /api/v0/models with a model list.");
+    }
+
+    /// <summary>POST /api/v1/models/load; returns the instance id.</summary>
+    public async Task<string> LoadAsync(string key, ModelLoadSettings modelSettings, CancellationToken cancellationToken)
+    {
+        var body = new Dictionary<string, object> { ["model"] = key };
+        if (modelSettings.ContextLength is { } ctx) body["context_length"] = ctx;
+        using var request = NewRequest(HttpMethod.Post, "/api/v1/models/load");
+        request.Content = JsonContent.Create(body);
+        using var response = await SendAsync(request, cancellationToken);
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new ModelLoadException($"LM Studio refused to load '{key}' (HTTP {(int)response.StatusCode}): {Excerpt.Of(text)}");
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            if (root.TryGetProperty("instance_id", out var id) && id.ValueKind == JsonValueKind.String && id.GetString() is { Length: > 0 } instanceId &&
+                (!root.TryGetProperty("status", out var status) || status.GetString() == "loaded"))
+            {
+                return instanceId;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+        throw new ModelLoadException($"LM Studio's load API did not confirm '{key}' is loaded (is LM Studio older than 0.4.0? then install lms): {Excerpt.Of(text)}");
+    }
+
+    /// <summary>True when LM Studio answers its OpenAI-compatible model list.</summary>
+    public async Task<(bool Ready, string Detail)> ProbeAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var request = NewRequest(HttpMethod.Get, "/v1/models");
+            using var response = await SendAsync(request, cancellationToken);
+            return response.IsSuccessStatusCode
+                ? (true, "LM Studio answers.")
+                : (false, $"LM Studio answered /v1/models with HTTP {(int)response.StatusCode}.");
+        }
+        catch (UpstreamUnavailableException ex)
+        {
+            return (false, ex.Message);
+        }
+    }
+
+    private async Task<JsonDocument?> GetJsonAsync(string path, CancellationToken cancellationToken)
+    {
+        using var request = NewRequest(HttpMethod.Get, path);
+        using var response = await SendAsync(request, cancellationToken);
+        if (response.StatusCode is HttpStatusCode.NotFound) return null;
+        try
+        {
+            return await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private HttpRequestMessage NewRequest(HttpMethod method, string path)
+    {
+        var request = new HttpRequestMessage(method, new Uri(settings.Current.Upstream, path));
+        if (settings.Current.UpstreamApiKey is { Length: > 0 } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return request;
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await http.SendAsync(request, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new UpstreamUnavailableException($"LM Studio at {settings.Current.Upstream} is not reachable: {ex.Message}", ex);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested || ex is TaskCanceledException { InnerException: TimeoutException })
+        {
+            throw new UpstreamUnavailableException($"LM Studio at {settings.Current.Upstream} did not answer in time.", ex);
+        }
+    }
+
+    private static CatalogModel? ParseV1Model(JsonElement m)
+    {
+        if (!m.TryGetProperty("key", out var key) || key.GetString() is not { Length: > 0 } k) return null;
+        var ids = new List<string>();
+        if (m.TryGetProperty("loaded_instances", out var instances) && instances.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var instance in instances.EnumerateArray())
+            {
+                if (instance.TryGetProperty("id", out var id) && id.GetString() is { Length: > 0 } i) ids.Add(i);
+            }
+        }
+        return new CatalogModel(k, m.TryGetProperty("type", out var t) ? t.GetString() ?? "llm" : "llm", ids);
+    }
+
+    private static CatalogModel? ParseV0Model(JsonElement m)
+    {
+        if (!m.TryGetProperty("id", out var id) || id.GetString() is not { Length: > 0 } k) return null;
+        var loaded = m.TryGetProperty("state", out var state) && state.GetString() == "loaded";
+        return new CatalogModel(k, m.TryGetProperty("type", out var t) ? t.GetString() ?? "llm" : "llm", loaded ? [k] : []);
+    }
+}

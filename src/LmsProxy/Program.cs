@@ -1,0 +1,30 @@
+using LmsProxy.Configuration;
+using LmsProxy.Diagnostics;
+using LmsProxy.Hosting;
+
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot.Find() });
+
+// Invalid settings stop the program with one line that says what is wrong, not a stack trace.
+if (ProxySettings.Bind(builder.Configuration, out var errors) is not { } startupOptions)
+{
+    Console.Error.WriteLine("LmsProxy cannot start: " + string.Join(" ", errors));
+    return 2;
+}
+
+// Loopback by default: listening on all interfaces is a deliberate choice (--urls, ASPNETCORE_URLS, Docker).
+if (builder.Configuration["urls"] is null && builder.Configuration["http_ports"] is null && builder.Configuration["https_ports"] is null)
+{
+    builder.WebHost.UseUrls("http://localhost:8080");
+}
+builder.WebHost.ConfigureKestrel(kestrel =>
+{
+    kestrel.AddServerHeader = false;
+    kestrel.Limits.MaxRequestBodySize = startupOptions.MaxRequestBodyBytes;
+});
+builder.Services.AddLmsProxy();
+
+var app = builder.Build();
+app.MapLmsProxy();
+app.Lifetime.ApplicationStarted.Register(() => StartupBanner.Write(app));
+app.Run();
+return 0;

@@ -1,0 +1,67 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LmsProxy.Models;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace LmsProxy.Proxy;
+
+/// <summary>
+/// GET /v1/models: LM Studio's own list, plus every downloaded model it left out (with JIT off it lists only
+/// loaded ones) and the configured aliases, so model pickers can offer all the proxy can serve.
+/// When nothing is missing the body passes through byte for byte.
+/// </summary>
+public sealed class ModelListTransformer(ModelCatalog catalog, IReadOnlyDictionary<string, string> aliases) : HttpTransformer
+{
+    private const int MaxListBytes = 16 * 1024 * 1024;
+
+    public static bool Handles(HttpRequest request) =>
+        HttpMethods.IsGet(request.Method) && string.Equals(request.Path.Value?.TrimEnd('/'), "/v1/models", StringComparison.OrdinalIgnoreCase);
+
+    public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
+    {
+        var proceed = await Default.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
+        if (proxyResponse is not { StatusCode: HttpStatusCode.OK } || proxyResponse.Content.Headers.ContentEncoding.Count > 0 ||
+            proxyResponse.Content.Headers.ContentLength > MaxListBytes)
+        {
+            return proceed;
+        }
+
+        var original = await proxyResponse.Content.ReadAsByteArrayAsync(cancellationToken);
+        var merged = Merge(original);
+        httpContext.Response.ContentLength = merged.Length;
+        await httpContext.Response.Body.WriteAsync(merged, cancellationToken);
+        return false;
+    }
+
+    private byte[] Merge(byte[] original)
+    {
+        JsonNode? root;
+        try
+        {
+            root = JsonNode.Parse(original);
+        }
+        catch (JsonException)
+        {
+            return original;
+        }
+        if (root is not JsonObject || root["data"] is not JsonArray data) return original;
+
+        var listed = new HashSet<string>(data.Select(m => (m as JsonObject)?["id"]?.GetValue<string>()).OfType<string>(), StringComparer.OrdinalIgnoreCase);
+        var added = 0;
+        foreach (var model in catalog.Models)
+        {
+            if (!listed.Add(model.Key)) continue;
+            var slash = model.Key.IndexOf('/');
+            data.Add(new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = slash > 0 ? model.Key[..slash] : "organization_owner" });
+            added++;
+        }
+        foreach (var alias in aliases.Keys)
+        {
+            if (!listed.Add(alias)) continue;
+            data.Add(new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });
+            added++;
+        }
+        return added == 0 ? original : JsonSerializer.SerializeToUtf8Bytes(root);
+    }
+}
