@@ -13,6 +13,9 @@ public interface IModelLoader
 
 public sealed class ModelLoadException(string message, Exception? inner = null) : Exception(message, inner);
 
+/// <summary>LM Studio answers but refuses the proxy's own calls (its authentication is on and LmsProxy:UpstreamApiKey is not set).</summary>
+public sealed class UpstreamRefusedException(string message) : Exception(message);
+
 /// <summary>LM Studio could not be reached at all.</summary>
 public sealed class UpstreamUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 

@@ -85,6 +85,10 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
         using var request = NewRequest(HttpMethod.Get, path);
         using var response = await SendAsync(request, cancellationToken);
         if (response.StatusCode is HttpStatusCode.NotFound) return null;
+        if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+        {
+            throw new UpstreamRefusedException($"LM Studio refused the proxy's request for {path} (HTTP {(int)response.StatusCode}); set LmsProxy:UpstreamApiKey to an LM Studio API token.");
+        }
         try
         {
             return await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);

@@ -15,6 +15,9 @@ public enum EnsureStatus
     HoldTimeout,
     QueueFull,
     Cancelled,
+
+    /// <summary>The model's state cannot be read (LM Studio refuses the proxy's token): forward and let LM Studio answer.</summary>
+    Unverified,
 }
 
 /// <summary>How a request's wait for its model ended. <see cref="Detail"/> is a client-safe sentence.</summary>
@@ -125,6 +128,11 @@ public sealed partial class LoadCoordinator(
         {
             return new(EnsureStatus.UpstreamUnavailable, ex.Message);
         }
+        catch (UpstreamRefusedException ex)
+        {
+            LogUnverified(logger, model, ex.Message);
+            return new(EnsureStatus.Unverified, ex.Message);
+        }
         catch (OperationCanceledException)
         {
             return Failed(slot, model, $"Loading '{model}' did not finish within {settings.Current.LoadTimeout.TotalSeconds:0} s.");
@@ -166,6 +174,9 @@ public sealed partial class LoadCoordinator(
         LogLoadFailed(logger, model, message);
         return new(EnsureStatus.LoadFailed, message);
     }
+
+    [LoggerMessage(EventId = 23, Level = LogLevel.Warning, Message = "Cannot check whether {Model} is loaded, forwarding as it is: {Reason}")]
+    private static partial void LogUnverified(ILogger logger, string model, string reason);
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "Loading {Model} with {Loader}")]
     private static partial void LogLoadStarted(ILogger logger, string model, string loader);

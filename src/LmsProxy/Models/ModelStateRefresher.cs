@@ -27,7 +27,7 @@ public sealed partial class ModelStateRefresher(
                 upstreamWasDown = false;
                 KeepPreloaded();
             }
-            catch (UpstreamUnavailableException ex)
+            catch (Exception ex) when (ex is UpstreamUnavailableException or UpstreamRefusedException)
             {
                 if (!upstreamWasDown) LogUpstreamDown(logger, ex.Message);
                 upstreamWasDown = true;

@@ -85,7 +85,7 @@ public sealed partial class ProxyHandler
         var (context, request) = (state.Context, state.Request);
         var ensured = await _coordinator.EnsureLoadedAsync(request.Model, context.RequestAborted);
         state.Held += ensured.Held;
-        if (ensured.Status != EnsureStatus.Ready) return new Attempt(AttemptKind.Refused, Refusal: ensured);
+        if (ensured.Status is not (EnsureStatus.Ready or EnsureStatus.Unverified)) return new Attempt(AttemptKind.Refused, Refusal: ensured);
 
         context.Request.Body = new MemoryStream(request.Body, writable: false);
         context.Request.ContentLength = request.Body.Length;
@@ -165,7 +165,7 @@ public sealed partial class ProxyHandler
             _registry.Update(catalog);
             return catalog;
         }
-        catch (UpstreamUnavailableException)
+        catch (Exception ex) when (ex is UpstreamUnavailableException or UpstreamRefusedException)
         {
             return _registry.Catalog;
         }

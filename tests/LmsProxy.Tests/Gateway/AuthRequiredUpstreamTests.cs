@@ -1,0 +1,26 @@
+using System.Net;
+using LmsProxy.Tests.Infrastructure;
+using WireMock.RequestBuilders;
+using WireMock.ResponseBuilders;
+using WireMock.Server;
+
+namespace LmsProxy.Tests.Gateway;
+
+/// <summary>LM Studio with authentication on and no UpstreamApiKey: the proxy cannot see model state, so it forwards and LM Studio's 401 reaches the client.</summary>
+public sealed class AuthRequiredUpstreamTests
+{
+    [Fact(Timeout = 15000)]
+    public async Task InferenceRequest_WhenLmStudioRefusesTheProxy_GetsLmStudiosOwn401()
+    {
+        using var lmStudio = WireMockServer.Start();
+        lmStudio.Given(Request.Create().UsingAnyMethod())
+            .RespondWith(Response.Create().WithStatusCode(401).WithHeader("Content-Type", "application/json").WithBody("{\"error\":\"Unauthorized\"}"));
+        await using var proxy = new ProxyApp(new Uri(lmStudio.Url!));
+        using var client = proxy.Client();
+
+        using var response = await client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
+
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("{\"error\":\"Unauthorized\"}", await response.Content.ReadAsStringAsync());
+    }
+}

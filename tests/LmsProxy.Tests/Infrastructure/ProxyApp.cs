@@ -1,0 +1,44 @@
+using LmsProxy.Models;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace LmsProxy.Tests.Infrastructure;
+
+/// <summary>The real LmsProxy program on a real loopback socket (Kestrel, random port), configured per test.</summary>
+public sealed class ProxyApp : WebApplicationFactory<Program>
+{
+    private readonly Dictionary<string, string?> _settings;
+
+    public ProxyApp(Uri upstream, IDictionary<string, string?>? settings = null)
+    {
+        _settings = new Dictionary<string, string?>
+        {
+            ["LmsProxy:Upstream"] = upstream.GetLeftPart(UriPartial.Authority),
+            ["LmsProxy:Loader"] = "rest",
+        };
+        foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) _settings[key] = value;
+        UseKestrel(0);
+        StartServer();
+        Url = new Uri(Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+    }
+
+    public Uri Url { get; }
+
+    public CapturedLogs Logs { get; } = new();
+
+    public HttpClient Client(TimeSpan? timeout = null) => new() { BaseAddress = Url, Timeout = timeout ?? TimeSpan.FromSeconds(30) };
+
+    public LoadCoordinator Coordinator => Services.GetRequiredService<LoadCoordinator>();
+
+    public int HeldNow => Coordinator.Slots.Sum(s => Volatile.Read(ref s.Value.Held));
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        foreach (var (key, value) in _settings) builder.UseSetting(key, value);
+        builder.ConfigureLogging(logging => logging.AddProvider(Logs));
+    }
+}
