@@ -21,7 +21,9 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
             ["LmsProxy:Loader"] = "rest",
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) _settings[key] = value;
-        UseKestrel(0);
+        // A random loopback port, chosen through the ordinary "urls" setting (UseKestrel(port) races with start-up).
+        _settings["urls"] = "http://127.0.0.1:0";
+        UseKestrel();
         StartServer();
         Url = new Uri(Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
