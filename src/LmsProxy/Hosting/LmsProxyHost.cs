@@ -35,12 +35,15 @@ public static class LmsProxyHost
         services.AddSingleton<LoadCoordinator>();
         services.AddSingleton<ProxyHandler>();
         services.AddHostedService<ModelStateRefresher>();
+        services.AddObservability();
         return services;
     }
 
     public static void MapLmsProxy(this WebApplication app)
     {
         app.MapHealthEndpoints();
+        app.MapStatusEndpoints();
+        app.MapMetricsEndpoint();
 
         var handler = app.Services.GetRequiredService<ProxyHandler>();
         foreach (var pattern in ForwardedPatterns)

@@ -19,7 +19,7 @@ public sealed class GateEnvironment : IAsyncDisposable
     public HttpClient Client { get; }
 
     /// <summary>Starts all three; the proxy loads with the fake lms unless settings say otherwise.</summary>
-    public static async Task<GateEnvironment> StartAsync(SimulatorOptions? simulator = null, IDictionary<string, string?>? settings = null, string lmsMisbehaviour = "")
+    public static async Task<GateEnvironment> StartAsync(SimulatorOptions? simulator = null, IDictionary<string, string?>? settings = null, string lmsMisbehaviour = "", string? settingsFile = null)
     {
         var sim = await SimulatorApp.StartAsync(simulator ?? new SimulatorOptions());
         var lms = new FakeLms(sim.Url, lmsMisbehaviour);
@@ -30,7 +30,7 @@ public sealed class GateEnvironment : IAsyncDisposable
             ["LmsProxy:Lms:Timeout"] = "00:00:20",
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) all[key] = value;
-        return new GateEnvironment(sim, lms, new ProxyApp(sim.Url, all));
+        return new GateEnvironment(sim, lms, new ProxyApp(sim.Url, all, settingsFile));
     }
 
     public async ValueTask DisposeAsync()

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -13,8 +14,12 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
 {
     private readonly Dictionary<string, string?> _settings;
 
-    public ProxyApp(Uri upstream, IDictionary<string, string?>? settings = null)
+    private readonly string? _settingsFile;
+
+    /// <param name="settingsFile">A JSON file layered over the settings and watched for edits, as appsettings.json is.</param>
+    public ProxyApp(Uri upstream, IDictionary<string, string?>? settings = null, string? settingsFile = null)
     {
+        _settingsFile = settingsFile;
         _settings = new Dictionary<string, string?>
         {
             ["LmsProxy:Upstream"] = upstream.GetLeftPart(UriPartial.Authority),
@@ -42,5 +47,9 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
     {
         foreach (var (key, value) in _settings) builder.UseSetting(key, value);
         builder.ConfigureLogging(logging => logging.AddProvider(Logs));
+        if (_settingsFile is not null)
+        {
+            builder.ConfigureAppConfiguration(config => config.AddJsonFile(_settingsFile, optional: false, reloadOnChange: true));
+        }
     }
 }

@@ -1,0 +1,48 @@
+using System.Net;
+using LmsProxy.Tests.Infrastructure;
+
+namespace LmsProxy.Tests.Operability;
+
+/// <summary>Edits to the settings file apply while the proxy runs; an invalid edit is refused and the last good settings stay.</summary>
+public sealed class HotReloadTests
+{
+    [Fact(Timeout = 30000)]
+    public async Task AliasEdit_AppliesWithoutRestart_AndInvalidEditIsRejected()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"lmsproxy-{Guid.NewGuid():N}.json");
+        File.WriteAllText(file, """{"LmsProxy":{"Aliases":{"fast":"google/gemma-3-1b"}}}""");
+        try
+        {
+            await using var env = await GateEnvironment.StartAsync(settingsFile: file);
+            Assert.Equal("google/gemma-3-1b", await AnsweringModel(env, "fast"));
+
+            File.WriteAllText(file, """{"LmsProxy":{"Aliases":{"fast":"qwen/qwen3-8b"}}}""");
+            await Until(async () => await AnsweringModel(env, "fast") == "qwen/qwen3-8b");
+
+            File.WriteAllText(file, """{"LmsProxy":{"HoldTimeout":"-00:00:01","Aliases":{"fast":"google/gemma-3-1b"}}}""");
+            await Until(() => Task.FromResult(env.Proxy.Logs.Lines.Any(l => l.Contains("Configuration change rejected", StringComparison.Ordinal) && l.Contains("LmsProxy:HoldTimeout", StringComparison.Ordinal))));
+            Assert.Equal("qwen/qwen3-8b", await AnsweringModel(env, "fast"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    private static async Task<string?> AnsweringModel(GateEnvironment env, string alias)
+    {
+        using var response = await env.Client.PostAsync("/v1/chat/completions", Json.Chat(alias));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return (await response.ReadJson()).GetProperty("model").GetString();
+    }
+
+    private static async Task Until(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the edit did not take effect in time");
+            await Task.Delay(100);
+        }
+    }
+}
