@@ -2,6 +2,9 @@ using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
 using LmsProxy.Hosting;
 
+// `--healthcheck`: the container's health probe (the runtime image has no curl). Exit 0 when /healthz answers.
+if (args.Contains("--healthcheck")) return await HealthProbe.RunAsync();
+
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot.Find() });
 
 // Invalid settings stop the program with one line that says what is wrong, not a stack trace.
