@@ -43,6 +43,15 @@ public sealed class LmsProxyOptions
     /// <summary>Models loaded in the background at start-up and kept loaded.</summary>
     public List<string> Preload { get; set; } = [];
 
+    /// <summary>Inbound API keys; when any are set, every request but /healthz and /readyz must carry one.</summary>
+    public List<string> ApiKeys { get; set; } = [];
+
+    /// <summary>With ApiKeys set: whether /, /status and /metrics stay open without a key.</summary>
+    public bool OpenStatus { get; set; }
+
+    /// <summary>With ApiKeys set: whether the client's Authorization / x-api-key header is forwarded to LM Studio.</summary>
+    public bool ForwardClientKey { get; set; }
+
     /// <summary>Names clients send, mapped to LM Studio model keys.</summary>
     public Dictionary<string, string> Aliases { get; set; } = new(StringComparer.OrdinalIgnoreCase);
 

@@ -28,6 +28,7 @@ public static class OptionsValidation
         if (o.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.MaxRequestBodyBytes}).");
         if (o.NotLoadedRetries is < 0 or > 10) errors.Add($"LmsProxy:NotLoadedRetries must be between 0 and 10 (got {o.NotLoadedRetries}).");
 
+        if (o.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
         foreach (var model in o.Preload)
         {
             if (ModelName.Problem(model) is { } p) errors.Add($"LmsProxy:Preload entry '{model}': {p}");

@@ -4,6 +4,7 @@ using LmsProxy.Diagnostics;
 using LmsProxy.Loading;
 using LmsProxy.Models;
 using LmsProxy.Proxy;
+using LmsProxy.Security;
 
 namespace LmsProxy.Hosting;
 
@@ -41,6 +42,7 @@ public static class LmsProxyHost
 
     public static void MapLmsProxy(this WebApplication app)
     {
+        app.UseMiddleware<ApiKeyMiddleware>();
         app.MapHealthEndpoints();
         app.MapStatusEndpoints();
         app.MapMetricsEndpoint();

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using LmsProxy.Configuration;
 using LmsProxy.Models;
+using LmsProxy.Security;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace LmsProxy.Proxy;
@@ -11,8 +13,14 @@ namespace LmsProxy.Proxy;
 /// loaded ones) and the configured aliases, so model pickers can offer all the proxy can serve.
 /// When nothing is missing the body passes through byte for byte.
 /// </summary>
-public sealed class ModelListTransformer(ModelCatalog catalog, IReadOnlyDictionary<string, string> aliases) : HttpTransformer
+public sealed class ModelListTransformer(ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
 {
+    public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+    {
+        await Default.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
+        UpstreamCredentials.Apply(proxyRequest, options);
+    }
+
     private const int MaxListBytes = 16 * 1024 * 1024;
 
     public static bool Handles(HttpRequest request) =>
@@ -56,7 +64,7 @@ public sealed class ModelListTransformer(ModelCatalog catalog, IReadOnlyDictiona
             data.Add(new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = slash > 0 ? model.Key[..slash] : "organization_owner" });
             added++;
         }
-        foreach (var alias in aliases.Keys)
+        foreach (var alias in options.Aliases.Keys)
         {
             if (!listed.Add(alias)) continue;
             data.Add(new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });

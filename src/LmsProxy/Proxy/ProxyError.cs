@@ -18,6 +18,7 @@ public sealed record ProxyError(int Status, string Code, string Message, TimeSpa
         if (context.Response.HasStarted) return;
         context.Response.Clear();
         context.Response.StatusCode = Status;
+        if (Status == StatusCodes.Status401Unauthorized) context.Response.Headers.WWWAuthenticate = "Bearer";
         if (RetryAfter is { } wait) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         context.Response.ContentType = "application/json";
         var body = new ErrorBody(new ErrorDetail(Message, Type, Code));

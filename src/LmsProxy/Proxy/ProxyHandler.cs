@@ -59,8 +59,8 @@ public sealed partial class ProxyHandler
         if (!ModelRequestReader.CarriesModel(context.Request))
         {
             HttpTransformer transformer = ModelListTransformer.Handles(context.Request)
-                ? new ModelListTransformer(await CurrentCatalogAsync(context.RequestAborted), options.Aliases)
-                : new UpstreamResponseTransformer(_metrics, detectNotLoaded: false);
+                ? new ModelListTransformer(await CurrentCatalogAsync(context.RequestAborted), options)
+                : new UpstreamResponseTransformer(_metrics, options, detectNotLoaded: false);
             var error = await _forwarder.SendAsync(context, UpstreamPrefix(options), _invoker, RequestConfig(options), transformer);
             await Finish(context, null, new Attempt(AttemptKind.Forwarded, error), TimeSpan.Zero, started);
             return;
@@ -96,7 +96,7 @@ public sealed partial class ProxyHandler
         }
 
         var options = _settings.Current;
-        var transformer = new UpstreamResponseTransformer(_metrics, detectNotLoaded: true);
+        var transformer = new UpstreamResponseTransformer(_metrics, options, detectNotLoaded: true);
         var error = await _forwarder.SendAsync(context, UpstreamPrefix(options), _invoker, RequestConfig(options), transformer);
         if (!transformer.NotLoaded) return new Attempt(AttemptKind.Forwarded, error);
 

@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text;
+using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
+using LmsProxy.Security;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace LmsProxy.Proxy;
@@ -10,7 +12,7 @@ namespace LmsProxy.Proxy;
 /// Passes LM Studio's response through, with two exceptions: streamed responses are marked unbufferable for a
 /// further nginx, and (on inference requests) a "No models loaded" answer is held back so the request can be re-sent.
 /// </summary>
-public sealed class UpstreamResponseTransformer(ProxyMetrics metrics, bool detectNotLoaded) : HttpTransformer
+public sealed class UpstreamResponseTransformer(ProxyMetrics metrics, LmsProxyOptions options, bool detectNotLoaded) : HttpTransformer
 {
     private const int MaxErrorBodyBytes = 64 * 1024;
     private long _sentAt;
@@ -18,10 +20,11 @@ public sealed class UpstreamResponseTransformer(ProxyMetrics metrics, bool detec
     /// <summary>True when LM Studio answered "not loaded" and nothing of that answer reached the client.</summary>
     public bool NotLoaded { get; private set; }
 
-    public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
+    public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
     {
+        await Default.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
+        UpstreamCredentials.Apply(proxyRequest, options);
         _sentAt = Stopwatch.GetTimestamp();
-        return Default.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
     }
 
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)

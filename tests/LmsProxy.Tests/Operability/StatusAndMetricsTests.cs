@@ -7,6 +7,7 @@ using LmStudioSimulator;
 namespace LmsProxy.Tests.Operability;
 
 /// <summary>/status, /metrics and the request log tell an operator what happened: cold request, hold, load, release.</summary>
+[Collection(MetricsCollection.Name)]
 public sealed class StatusAndMetricsTests
 {
     [Fact(Timeout = 30000)]
