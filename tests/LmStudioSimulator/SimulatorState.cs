@@ -24,6 +24,9 @@ public sealed class SimulatorState(SimulatorOptions options)
     }
 
     public int LoadCount(string key) => _loads.GetValueOrDefault(key);
+
+    /// <summary>Stopwatch timestamp of the last completed load, for measuring how fast held requests are released.</summary>
+    public long LastLoadCompletedTimestamp { get; private set; }
     public int TotalLoads => _loads.Values.Sum();
     public int NotLoadedAnswers => Volatile.Read(ref _notLoadedAnswers);
     public int InferenceRequests => Volatile.Read(ref _inferenceRequests);
@@ -64,6 +67,7 @@ public sealed class SimulatorState(SimulatorOptions options)
             for (var n = 2; _instances.Any(i => i.Id == id); n++) id = $"{identifier ?? model.Key}:{n}";
             var instance = new Instance(model, id, contextLength);
             _instances.Add(instance);
+            LastLoadCompletedTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
             return instance;
         }
     }

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using LmStudioSimulator;
+using LmsProxy.Benchmarks;
+
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 | --soak 180]
+// Needs Debian's nginx and wrk (apt-get install nginx wrk). Everything runs on loopback and stops by itself.
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+var seconds = ArgValue("--seconds") ?? 5;
+var soak = ArgValue("--soak");
+foreach (var tool in new[] { "nginx", "wrk" })
+{
+    if (!File.Exists($"/usr/sbin/{tool}") && !File.Exists($"/usr/bin/{tool}"))
+    {
+        Console.Error.WriteLine($"{tool} is needed: apt-get install nginx wrk");
+        return 2;
+    }
+}
+
+var work = Directory.CreateTempSubdirectory("lmsproxy-bench-").FullName;
+using var processes = new Processes();
+var lmsProxyDll = Path.Combine(AppContext.BaseDirectory, "LmsProxy.dll");
+
+Process StartLmsProxy(int port, string upstream) => processes.Start("dotnet", [lmsProxyDll], new Dictionary<string, string>
+{
+    ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+    ["LmsProxy__Upstream"] = upstream,
+    ["LmsProxy__Loader"] = "rest",
+    // Measured like nginx with access_log off: the per-request log line is switched off (it is on by default).
+    ["Logging__LogLevel__LmsProxy.Requests"] = "Warning",
+    ["DOTNET_TieredPGO"] = "1",
+}, workingDirectory: AppContext.BaseDirectory);
+
+if (soak is { } soakSeconds) return await Soak.RunAsync(soakSeconds, StartLmsProxy);
+
+// 1. The four targets.
+int upstreamPort = Processes.FreePort(), nginxPort = Processes.FreePort(), yarpPort = Processes.FreePort(), proxyPort = Processes.FreePort();
+processes.Start("nginx", ["-c", Targets.UpstreamNginx(Path.Combine(work, "upstream"), upstreamPort)]);
+processes.Start("nginx", ["-c", Targets.ProxyNginx(Path.Combine(work, "proxy"), nginxPort, upstreamPort)]);
+await using var bareYarp = await Targets.StartBareYarpAsync(yarpPort, upstreamPort);
+var lmsProxy = StartLmsProxy(proxyPort, $"http://127.0.0.1:{upstreamPort}");
+foreach (var port in new[] { upstreamPort, nginxPort, yarpPort, proxyPort }) await Processes.WaitForHttp($"http://127.0.0.1:{port}/v1/models");
+var targets = new (string Name, int Port)[] { ("direct", upstreamPort), ("nginx", nginxPort), ("bare YARP", yarpPort), ("LmsProxy", proxyPort) };
+var idleMiB = Processes.RssMiB(lmsProxy.Id);
+
+// 2. Small non-streaming requests at several concurrencies (a warm-up run first for each target).
+var results = new Dictionary<(string, int), WrkResult>();
+double peakMiB = 0;
+foreach (var connections in new[] { 1, 16, 64 })
+{
+    foreach (var (name, port) in targets)
+    {
+        var url = $"http://127.0.0.1:{port}/v1/chat/completions";
+        await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(2), Targets.ChatBody, work);
+        using var sampler = new CancellationTokenSource();
+        var sampling = name == "LmsProxy" ? Task.Run(async () =>
+        {
+            while (!sampler.IsCancellationRequested) { peakMiB = Math.Max(peakMiB, Processes.RssMiB(lmsProxy.Id)); await Task.Delay(200); }
+        }) : Task.CompletedTask;
+        results[(name, connections)] = await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(seconds), Targets.ChatBody, work);
+        sampler.Cancel();
+        await sampling;
+    }
+}
+
+// 3. Time to the first streamed event, one request at a time.
+var firstEvent = new Dictionary<string, (double P50, double P99)>();
+foreach (var (name, port) in targets) firstEvent[name] = await FirstEventAsync(port, 300);
+
+Console.WriteLine($"\n## Proxy overhead (wrk, {seconds} s per cell, 2 cores, loopback; upstream: static nginx)\n");
+Console.WriteLine("| connections | target | req/s | ratio to nginx | ratio to direct | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |");
+Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+foreach (var connections in new[] { 1, 16, 64 })
+{
+    var direct = results[("direct", connections)];
+    var nginx = results[("nginx", connections)];
+    foreach (var (name, _) in targets)
+    {
+        var r = results[(name, connections)];
+        Console.WriteLine($"| {connections} | {name} | {r.RequestsPerSecond:0} | {r.RequestsPerSecond / nginx.RequestsPerSecond:0.00} | {r.RequestsPerSecond / direct.RequestsPerSecond:0.00} | {r.P50Ms:0.000} | {r.P99Ms:0.000} | {(name == "direct" ? "" : (r.P50Ms - direct.P50Ms).ToString("0.000"))} | {(name == "direct" ? "" : (r.P99Ms - direct.P99Ms).ToString("0.000"))} | {r.Errors} |");
+    }
+}
+Console.WriteLine("\n## Time to first streamed event (300 sequential requests)\n");
+Console.WriteLine("| target | p50 ms | p99 ms | added p50 ms | added p99 ms |");
+Console.WriteLine("|---|---|---|---|---|");
+foreach (var (name, _) in targets)
+{
+    var (p50, p99) = firstEvent[name];
+    Console.WriteLine($"| {name} | {p50:0.000} | {p99:0.000} | {(name == "direct" ? "" : (p50 - firstEvent["direct"].P50).ToString("0.000"))} | {(name == "direct" ? "" : (p99 - firstEvent["direct"].P99).ToString("0.000"))} |");
+}
+
+// 4. Held requests: release after the load, and memory while 1,000 wait.
+Console.WriteLine("\n## Held requests (LM Studio simulator, REST loader)\n");
+Console.WriteLine("| burst | release after load completion: median ms | p99 ms | worst ms | LmsProxy RSS while held (MiB) | all answered |");
+Console.WriteLine("|---|---|---|---|---|---|");
+foreach (var burst in new[] { 50, 1000 }) await HeldBurstAsync(burst);
+Console.WriteLine($"\nLmsProxy memory: idle {idleMiB:0} MiB, peak under load (64 connections) {peakMiB:0} MiB.");
+return 0;
+
+async Task<(double, double)> FirstEventAsync(int port, int count)
+{
+    using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+    var times = new List<double>();
+    for (var i = 0; i < count + 20; i++)
+    {
+        var watch = Stopwatch.StartNew();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = Targets.Json(Targets.StreamBody) };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var line = await reader.ReadLineAsync();
+        watch.Stop();
+        if (line?.StartsWith("data:", StringComparison.Ordinal) != true) throw new InvalidOperationException($"no event from port {port}: {line}");
+        if (i >= 20) times.Add(watch.Elapsed.TotalMilliseconds);
+    }
+    times.Sort();
+    return (times[times.Count / 2], times[(int)(times.Count * 0.99)]);
+}
+
+async Task HeldBurstAsync(int burst)
+{
+    await using var sim = await SimulatorApp.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(3), DuplicateInstanceBug = false });
+    var port = Processes.FreePort();
+    var proxy = StartLmsProxy(port, sim.Url.GetLeftPart(UriPartial.Authority));
+    await Processes.WaitForHttp($"http://127.0.0.1:{port}/healthz");
+    using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 4096 }) { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromMinutes(2) };
+    var body = """{"model":"qwen/qwen3-8b","messages":[{"role":"user","content":"hi"}]}""";
+    var answered = new long[burst];
+    var requests = Enumerable.Range(0, burst).Select(async i =>
+    {
+        using var response = await http.PostAsync("/v1/chat/completions", Targets.Json(body));
+        await response.Content.ReadAsByteArrayAsync();
+        answered[i] = Stopwatch.GetTimestamp();
+        return response.StatusCode;
+    }).ToList();
+    double heldMiB = 0;
+    while (sim.State.LoadCount("qwen/qwen3-8b") == 0)
+    {
+        heldMiB = Math.Max(heldMiB, Processes.RssMiB(proxy.Id));
+        await Task.Delay(100);
+    }
+    var statuses = await Task.WhenAll(requests);
+    var loaded = sim.State.LastLoadCompletedTimestamp;
+    var release = answered.Select(t => Stopwatch.GetElapsedTime(loaded, t).TotalMilliseconds).Order().ToList();
+    Console.WriteLine($"| {burst} | {release[release.Count / 2]:0.0} | {release[(int)(release.Count * 0.99)]:0.0} | {release[^1]:0.0} | {heldMiB:0} | {statuses.All(s => s == HttpStatusCode.OK)} ({sim.State.LoadCount("qwen/qwen3-8b")} load) |");
+    proxy.Kill(entireProcessTree: true);
+}
+
+int? ArgValue(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : null;
