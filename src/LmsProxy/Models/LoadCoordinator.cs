@@ -109,6 +109,8 @@ public sealed partial class LoadCoordinator(
             var target = catalog.Resolve(model);
             if (target is null)
             {
+                // Forget the slot, so names that match nothing (typos, hostile clients) leave nothing behind.
+                _slots.TryRemove(new KeyValuePair<string, ModelSlot>(model, slot));
                 var available = string.Join(", ", catalog.Models.Select(m => m.Key).Order(StringComparer.Ordinal));
                 return new(EnsureStatus.NotFound, $"The model '{model}' is not downloaded in LM Studio. Available models: {(available.Length > 0 ? available : "none")}.");
             }
