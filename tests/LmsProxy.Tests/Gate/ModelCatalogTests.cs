@@ -62,21 +62,11 @@ public sealed class ModelCatalogTests
             ["LmsProxy:RefreshInterval"] = "00:00:00.200",
         });
 
-        await WaitUntil(() => env.Simulator.State.FindLoaded("google/gemma-3-1b") is not null);
+        await Eventually.Until(() => env.Simulator.State.FindLoaded("google/gemma-3-1b") is not null);
         env.Simulator.State.Evict("google/gemma-3-1b");
-        await WaitUntil(() => env.Simulator.State.LoadCount("google/gemma-3-1b") == 2 && env.Simulator.State.FindLoaded("google/gemma-3-1b") is not null);
+        await Eventually.Until(() => env.Simulator.State.LoadCount("google/gemma-3-1b") == 2 && env.Simulator.State.FindLoaded("google/gemma-3-1b") is not null);
 
         Assert.Equal(0, env.Simulator.State.InferenceRequests);
         Assert.Equal(["google/gemma-3-1b"], env.Simulator.State.Instances().Select(i => i.Id));
-    }
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("condition not met in time");
-            await Task.Delay(20);
-        }
     }
 }

@@ -73,7 +73,7 @@ public sealed class RefusalTests
         var pid = env.Lms.HungPid;
         Assert.NotNull(pid);
         // The kill signal is asynchronous; the whole tree (bash and its sleeping child) must be gone shortly after.
-        await WaitUntil(() => !IsRunning(pid.Value), TimeSpan.FromSeconds(2));
+        await Eventually.Until(() => !IsRunning(pid.Value), TimeSpan.FromSeconds(2));
 
         env.Lms.Misbehave("");
         using var retry = await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
@@ -122,7 +122,7 @@ public sealed class RefusalTests
             new Dictionary<string, string?> { ["LmsProxy:MaxHeldPerModel"] = "2" });
 
         var held = Enumerable.Range(0, 2).Select(_ => env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"))).ToList();
-        await WaitUntil(() => env.Proxy.HeldNow == 2);
+        await Eventually.Until(() => env.Proxy.HeldNow == 2);
         using var rejected = await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, rejected.StatusCode);
@@ -138,11 +138,11 @@ public sealed class RefusalTests
         using var cts = new CancellationTokenSource();
 
         var request = env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"), cts.Token);
-        await WaitUntil(() => env.Proxy.HeldNow == 1);
+        await Eventually.Until(() => env.Proxy.HeldNow == 1);
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
 
-        await WaitUntil(() => env.Proxy.HeldNow == 0, TimeSpan.FromSeconds(1));
+        await Eventually.Until(() => env.Proxy.HeldNow == 0, TimeSpan.FromSeconds(1));
         Assert.Equal(0, env.Simulator.State.InferenceRequests);
     }
 
@@ -157,17 +157,6 @@ public sealed class RefusalTests
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
         Assert.Equal("upstream_unavailable", await response.ErrorCode());
     }
-
-    private static async Task WaitUntil(Func<bool> condition, TimeSpan? within = null)
-    {
-        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(10));
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("condition not met in time");
-            await Task.Delay(10);
-        }
-    }
-
     private static bool IsRunning(int pid)
     {
         try

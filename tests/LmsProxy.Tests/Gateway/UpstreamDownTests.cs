@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using LmsProxy.Tests.Infrastructure;
 
 namespace LmsProxy.Tests.Gateway;
@@ -15,7 +14,7 @@ public sealed class UpstreamDownTests : IAsyncLifetime
 
     public Task InitializeAsync()
     {
-        _proxy = new ProxyApp(new Uri($"http://127.0.0.1:{UnusedPort()}"));
+        _proxy = new ProxyApp(new Uri($"http://127.0.0.1:{Eventually.UnusedPort()}"));
         _client = _proxy.Client();
         return Task.CompletedTask;
     }
@@ -55,12 +54,5 @@ public sealed class UpstreamDownTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
         Assert.Contains("not reachable", (await ready.ReadJson()).GetProperty("reason").GetString());
-    }
-
-    private static int UnusedPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

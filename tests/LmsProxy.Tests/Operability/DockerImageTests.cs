@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
+
+using LmsProxy.Tests.Infrastructure;
 
 namespace LmsProxy.Tests.Operability;
 
@@ -90,11 +91,11 @@ public sealed class DockerImageTests
 
     private static async Task StartAndProbe(string output)
     {
-        var port = FreePort();
+        var port = Eventually.UnusedPort();
         var start = new ProcessStartInfo("dotnet", [Path.Combine(output, "LmsProxy.dll")]) { WorkingDirectory = output, RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment["ASPNETCORE_HTTP_PORTS"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}"; // loopback here; the image listens on all interfaces
-        start.Environment["LmsProxy__Upstream"] = $"http://127.0.0.1:{FreePort()}";
+        start.Environment["LmsProxy__Upstream"] = $"http://127.0.0.1:{Eventually.UnusedPort()}";
         using var process = Process.Start(start)!;
         _ = process.StandardOutput.ReadToEndAsync();
         _ = process.StandardError.ReadToEndAsync();
@@ -120,14 +121,6 @@ public sealed class DockerImageTests
             process.Kill(entireProcessTree: true);
         }
     }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

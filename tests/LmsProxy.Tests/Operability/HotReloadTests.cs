@@ -17,10 +17,10 @@ public sealed class HotReloadTests
             Assert.Equal("google/gemma-3-1b", await AnsweringModel(env, "fast"));
 
             File.WriteAllText(file, """{"LmsProxy":{"Aliases":{"fast":"qwen/qwen3-8b"}}}""");
-            await Until(async () => await AnsweringModel(env, "fast") == "qwen/qwen3-8b");
+            await Eventually.Until(async () => await AnsweringModel(env, "fast") == "qwen/qwen3-8b");
 
             File.WriteAllText(file, """{"LmsProxy":{"HoldTimeout":"-00:00:01","Aliases":{"fast":"google/gemma-3-1b"}}}""");
-            await Until(() => Task.FromResult(env.Proxy.Logs.Lines.Any(l => l.Contains("Configuration change rejected", StringComparison.Ordinal) && l.Contains("LmsProxy:HoldTimeout", StringComparison.Ordinal))));
+            await Eventually.Until(() => env.Proxy.Logs.Lines.Any(l => l.Contains("Configuration change rejected", StringComparison.Ordinal) && l.Contains("LmsProxy:HoldTimeout", StringComparison.Ordinal)));
             Assert.Equal("qwen/qwen3-8b", await AnsweringModel(env, "fast"));
         }
         finally
@@ -34,15 +34,5 @@ public sealed class HotReloadTests
         using var response = await env.Client.PostAsync("/v1/chat/completions", Json.Chat(alias));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return (await response.ReadJson()).GetProperty("model").GetString();
-    }
-
-    private static async Task Until(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("the edit did not take effect in time");
-            await Task.Delay(100);
-        }
     }
 }

@@ -16,7 +16,7 @@ public sealed class StatusAndMetricsTests
         await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(1) });
 
         var cold = env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
-        await Until(() => env.Proxy.HeldNow == 1);
+        await Eventually.Until(() => env.Proxy.HeldNow == 1);
         var during = Model(await (await env.Client.GetAsync("/status")).ReadJson(), "qwen/qwen3-8b");
         using var response = await cold;
         var status = await (await env.Client.GetAsync("/status")).ReadJson();
@@ -106,15 +106,5 @@ public sealed class StatusAndMetricsTests
     {
         var line = metrics.Split('\n').Single(l => l.StartsWith(name + "{", StringComparison.Ordinal) && labels.All(label => l.Contains(label, StringComparison.Ordinal)));
         return double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-    }
-
-    private static async Task Until(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException();
-            await Task.Delay(10);
-        }
     }
 }
