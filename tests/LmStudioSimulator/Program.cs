@@ -35,10 +35,7 @@ public static class SimulatorProgram
         Console.WriteLine($"LM Studio simulator on {sim.Url} (JIT {(options.Jit ? "on" : "off")}, load time {options.LoadTime.TotalMilliseconds} ms)");
         Console.WriteLine($"Models: {string.Join(", ", options.Models.Select(m => m.Key))}");
         Console.WriteLine($"Matching fake lms: SIM_URL={sim.Url.AbsoluteUri.TrimEnd('/')} {lms}");
-        var done = new TaskCompletionSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; done.TrySetResult(); };
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => done.TrySetResult();
-        await done.Task;
+        await sim.WaitForShutdownAsync(); // Ctrl+C or SIGTERM
         return 0;
     }
 }

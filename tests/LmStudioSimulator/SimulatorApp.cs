@@ -40,6 +40,8 @@ public sealed class SimulatorApp : IAsyncDisposable
         return sim;
     }
 
+    public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
+
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync();

@@ -12,6 +12,8 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
 {
     private static readonly TimeSpan CatalogTimeout = TimeSpan.FromSeconds(30);
 
+    public const string StartHint = "Is LM Studio's server running (lms server start) at LmsProxy:Upstream?";
+
     /// <summary>Downloaded models and their loaded instances: /api/v1/models, or /api/v0/models on LM Studio before 0.4.</summary>
     public async Task<ModelCatalog> GetCatalogAsync(CancellationToken cancellationToken)
     {
@@ -114,7 +116,7 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
         }
         catch (HttpRequestException ex)
         {
-            throw new UpstreamUnavailableException($"LM Studio at {settings.Current.Upstream} is not reachable: {ex.Message}", ex);
+            throw new UpstreamUnavailableException($"LM Studio at {settings.Current.Upstream} is not reachable: {ex.Message}. {StartHint}", ex);
         }
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested || ex is TaskCanceledException { InnerException: TimeoutException })
         {

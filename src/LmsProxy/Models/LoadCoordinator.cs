@@ -76,7 +76,7 @@ public sealed partial class LoadCoordinator(
             Interlocked.Decrement(ref slot.Held);
             metrics.HeldChanged(model, -1);
         }
-        metrics.HoldEnded(model, result.Status.ToString().ToLowerInvariant(), result.Held);
+        metrics.HoldEnded(model, OutcomeName(result.Status), result.Held);
         return result;
     }
 
@@ -168,6 +168,16 @@ public sealed partial class LoadCoordinator(
             slot.Loading = false;
         }
     }
+
+    private static string OutcomeName(EnsureStatus status) => status switch
+    {
+        EnsureStatus.NotFound => "not_found",
+        EnsureStatus.LoadFailed => "load_failed",
+        EnsureStatus.UpstreamUnavailable => "upstream_unavailable",
+        EnsureStatus.HoldTimeout => "hold_timeout",
+        EnsureStatus.QueueFull => "queue_full",
+        _ => status.ToString().ToLowerInvariant(),
+    };
 
     private EnsureResult Failed(ModelSlot slot, string model, string message)
     {

@@ -22,8 +22,12 @@ public sealed record ProxyError(int Status, string Code, string Message, TimeSpa
         if (RetryAfter is { } wait) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         context.Response.ContentType = "application/json";
         var body = new ErrorBody(new ErrorDetail(Message, Type, Code));
-        await JsonSerializer.SerializeAsync(context.Response.Body, body, ErrorJson.Default.ErrorBody, context.RequestAborted);
+        await JsonSerializer.SerializeAsync(context.Response.Body, body, ErrorJsonTypeInfo, context.RequestAborted);
     }
+
+    // Messages are for people: keep quotes and apostrophes readable rather than \u0027-escaped.
+    private static readonly System.Text.Json.Serialization.Metadata.JsonTypeInfo<ErrorBody> ErrorJsonTypeInfo =
+        new ErrorJson(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }).ErrorBody;
 
     public static ProxyError BadRequest(string code, string message) => new(StatusCodes.Status400BadRequest, code, message);
 }

@@ -145,7 +145,7 @@ public sealed partial class ProxyHandler
             ForwarderError.RequestTimedOut => Write(context, new ProxyError(StatusCodes.Status504GatewayTimeout, "upstream_timeout",
                 $"LM Studio at {upstream} sent nothing for {_settings.Current.ActivityTimeout.TotalSeconds:0} s (LmsProxy:ActivityTimeout)."), "upstream_timeout"),
             ForwarderError.Request => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable",
-                $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"} Is LM Studio's server running (lms server start)?"), "upstream_unavailable"),
+                $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"}. {LmStudioApi.StartHint}"), "upstream_unavailable"),
             ForwarderError.RequestBodyClient => Write(context, ProxyError.BadRequest("request_body_error", $"The request body could not be read: {detail}"), "bad_request"),
             _ => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_error", $"Forwarding to LM Studio at {upstream} failed ({error}): {detail}"), "upstream_error"),
         };
