@@ -43,6 +43,20 @@ public sealed class ColdModelTests
         foreach (var r in responses) r.Dispose();
     }
 
+    [Fact(Timeout = 60000)]
+    public async Task WithJitOn_ABurstDirectToLmStudioDuplicatesInstances_ThroughTheProxyItDoesNot()
+    {
+        await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { Jit = true, DuplicateInstanceBug = true, LoadTime = TimeSpan.FromMilliseconds(500) });
+        using var direct = new HttpClient { BaseAddress = env.Simulator.Url };
+
+        await Task.WhenAll(Enumerable.Range(0, 5).Select(_ => direct.PostAsync("/v1/chat/completions", Json.Chat("google/gemma-3-1b"))));
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"))));
+
+        Assert.Equal(5, env.Simulator.State.Instances().Count(i => i.Model.Key == "google/gemma-3-1b")); // LM Studio's bug #1751, reproduced
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(["qwen/qwen3-8b"], env.Simulator.State.Instances().Where(i => i.Model.Key == "qwen/qwen3-8b").Select(i => i.Id));
+    }
+
     [Fact(Timeout = 30000)]
     public async Task LmsLoad_TargetsTheExactModel_NeverAFuzzyNeighbour_NorADuplicate()
     {

@@ -94,6 +94,11 @@ public sealed class RefusalTests
         Assert.Equal("model_load_failed", await response.ErrorCode());
         Assert.Contains(quoted, await response.ErrorMessage());
         Assert.Contains(env.Proxy.Logs.Lines, l => l.Contains("Loading qwen/qwen3-8b failed", StringComparison.Ordinal));
+
+        // Nothing is wedged: once lms behaves, the same model loads.
+        env.Lms.Misbehave("");
+        using var after = await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
     }
 
     [Fact(Timeout = 30000)]
