@@ -109,8 +109,7 @@ public sealed partial class LoadCoordinator(
             var target = catalog.Resolve(model);
             if (target is null)
             {
-                // Forget the slot, so names that match nothing (typos, hostile clients) leave nothing behind.
-                _slots.TryRemove(new KeyValuePair<string, ModelSlot>(model, slot));
+                Forget(slot, model);
                 var available = string.Join(", ", catalog.Models.Select(m => m.Key).Order(StringComparer.Ordinal));
                 return new(EnsureStatus.NotFound, $"The model '{model}' is not downloaded in LM Studio. Available models: {(available.Length > 0 ? available : "none")}.");
             }
@@ -128,6 +127,7 @@ public sealed partial class LoadCoordinator(
         }
         catch (UpstreamUnavailableException ex)
         {
+            if (registry.Catalog.Resolve(model) is null) Forget(slot, model);
             return new(EnsureStatus.UpstreamUnavailable, ex.Message);
         }
         catch (UpstreamRefusedException ex)
@@ -168,6 +168,9 @@ public sealed partial class LoadCoordinator(
             slot.Loading = false;
         }
     }
+
+    // Names that match nothing (typos, hostile clients) leave no slot behind.
+    private void Forget(ModelSlot slot, string model) => _slots.TryRemove(new KeyValuePair<string, ModelSlot>(model, slot));
 
     private static string OutcomeName(EnsureStatus status) => status switch
     {

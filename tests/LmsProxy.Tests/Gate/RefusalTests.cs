@@ -23,6 +23,7 @@ public sealed class RefusalTests
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"took {watch.ElapsedMilliseconds} ms");
         Assert.Equal(0, env.Lms.CallsOf("load"));
         Assert.Equal(0, env.Simulator.State.InferenceRequests);
+        Assert.DoesNotContain(env.Proxy.Coordinator.Slots, s => s.Key == "gpt-5-turbo"); // nothing kept for a name that matches nothing
     }
 
     [Theory(Timeout = 30000)]
