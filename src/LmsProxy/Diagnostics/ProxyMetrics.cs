@@ -32,7 +32,8 @@ public sealed class ProxyMetrics
 
     public void RequestEnded(string? model, string outcome) => _requests.Add(1, Model(model), new("outcome", outcome));
 
-    public void HeldChanged(string model, int delta) => _held.Add(delta, Model(model));
+    /// <summary>Add and remove with the same tag: the model may become known to the catalog while it is held.</summary>
+    public void HeldChanged(KeyValuePair<string, object?> modelTag, int delta) => _held.Add(delta, modelTag);
 
     public void HoldEnded(string model, string outcome, TimeSpan held) => _holdDuration.Record(held.TotalSeconds, Model(model), new("outcome", outcome));
 
@@ -46,6 +47,6 @@ public sealed class ProxyMetrics
 
     public void UpstreamResponded(TimeSpan elapsed) => _upstreamDuration.Record(elapsed.TotalSeconds);
 
-    private KeyValuePair<string, object?> Model(string? model) =>
+    public KeyValuePair<string, object?> Model(string? model) =>
         new("model", model is not null && _registry.Catalog.Resolve(model) is { } known ? known.Key : "(none)");
 }

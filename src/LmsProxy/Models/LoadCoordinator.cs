@@ -55,7 +55,8 @@ public sealed partial class LoadCoordinator(
             metrics.HoldEnded(model, "queue_full", TimeSpan.Zero);
             return new(EnsureStatus.QueueFull, $"{options.MaxHeldPerModel} requests are already waiting for '{model}' to load.");
         }
-        metrics.HeldChanged(model, +1);
+        var modelTag = metrics.Model(model);
+        metrics.HeldChanged(modelTag, +1);
         var started = time.GetTimestamp();
         EnsureResult result;
         try
@@ -74,7 +75,7 @@ public sealed partial class LoadCoordinator(
         finally
         {
             Interlocked.Decrement(ref slot.Held);
-            metrics.HeldChanged(model, -1);
+            metrics.HeldChanged(modelTag, -1);
         }
         metrics.HoldEnded(model, OutcomeName(result.Status), result.Held);
         return result;
