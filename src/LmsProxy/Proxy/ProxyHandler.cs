@@ -70,8 +70,7 @@ public sealed partial class ProxyHandler
         if (problem is not null)
         {
             await problem.WriteAsync(context);
-            _metrics.RequestEnded(null, "bad_request");
-            LogRequest(_logger, context.Request.Method, context.Request.Path, "(invalid)", context.Response.StatusCode, 0, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            Record(context, null, "bad_request", TimeSpan.Zero, started);
             return;
         }
 
@@ -117,6 +116,12 @@ public sealed partial class ProxyHandler
                 $"LM Studio still answered that '{request!.Model}' is not loaded after {_settings.Current.NotLoadedRetries} reloads.", TimeSpan.FromSeconds(5)), "retries_exhausted"),
             _ => await WriteForwarderError(context, attempt.Error),
         };
+        Record(context, request, outcome, held, started);
+    }
+
+    /// <summary>The request's metric and its one log line.</summary>
+    private void Record(HttpContext context, ModelRequest? request, string outcome, TimeSpan held, long started)
+    {
         _metrics.RequestEnded(request?.Model, outcome);
         LogRequest(_logger, context.Request.Method, context.Request.Path, request?.RequestedModel ?? "-", context.Response.StatusCode,
             (long)held.TotalMilliseconds, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
