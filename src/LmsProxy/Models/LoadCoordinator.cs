@@ -105,8 +105,9 @@ public sealed partial class LoadCoordinator(
         try
         {
             using var timeout = new CancellationTokenSource(settings.Current.LoadTimeout, time);
+            var version = registry.Version;
             var catalog = await api.GetCatalogAsync(timeout.Token);
-            registry.Update(catalog);
+            registry.Update(catalog, version);
             var target = catalog.Resolve(model);
             if (target is null)
             {
@@ -114,7 +115,11 @@ public sealed partial class LoadCoordinator(
                 var available = string.Join(", ", catalog.Models.Select(m => m.Key).Order(StringComparer.Ordinal));
                 return new(EnsureStatus.NotFound, $"The model '{model}' is not downloaded in LM Studio. Available models: {(available.Length > 0 ? available : "none")}.");
             }
-            if (registry.IsLoaded(model)) return new(EnsureStatus.Ready);
+            if (target.IsLoaded)
+            {
+                registry.MarkLoaded(target.Key, target.LoadedInstanceIds[0]);
+                return new(EnsureStatus.Ready);
+            }
 
             await _oneLoadAtATime.WaitAsync(timeout.Token);
             try

@@ -10,6 +10,7 @@ public sealed class ModelRegistry(TimeProvider time)
 {
     private readonly Lock _writeLock = new();
     private volatile State _state = new(ModelCatalog.Empty, FrozenSet<string>.Empty, null);
+    private long _version;
 
     private sealed record State(ModelCatalog Catalog, FrozenSet<string> LoadedNames, DateTimeOffset? RefreshedAt);
 
@@ -20,9 +21,21 @@ public sealed class ModelRegistry(TimeProvider time)
 
     public bool IsLoaded(string name) => _state.LoadedNames.Contains(name);
 
-    public void Update(ModelCatalog catalog)
+    /// <summary>Changes with every write; read it before asking LM Studio for the catalog, pass it to <see cref="Update"/>.</summary>
+    public long Version => Interlocked.Read(ref _version);
+
+    /// <summary>
+    /// Takes a catalog read from LM Studio, unless the registry changed while it was being read: a load that
+    /// finished meanwhile must not be undone by an older answer. The next read applies.
+    /// </summary>
+    public bool Update(ModelCatalog catalog, long versionBeforeRead)
     {
-        lock (_writeLock) _state = Build(catalog, time.GetUtcNow());
+        lock (_writeLock)
+        {
+            if (_version != versionBeforeRead) return false;
+            Write(Build(catalog, time.GetUtcNow()));
+            return true;
+        }
     }
 
     public void MarkLoaded(string key, string instanceId)
@@ -32,7 +45,7 @@ public sealed class ModelRegistry(TimeProvider time)
             var model = _state.Catalog.Resolve(key);
             if (model is null) return;
             var ids = model.LoadedInstanceIds.Contains(instanceId) ? model.LoadedInstanceIds : [.. model.LoadedInstanceIds, instanceId];
-            _state = Build(_state.Catalog.With(model.Key, ids), _state.RefreshedAt);
+            Write(Build(_state.Catalog.With(model.Key, ids), _state.RefreshedAt));
         }
     }
 
@@ -43,8 +56,14 @@ public sealed class ModelRegistry(TimeProvider time)
         {
             var model = _state.Catalog.Resolve(name);
             if (model is null || !model.IsLoaded) return;
-            _state = Build(_state.Catalog.With(model.Key, []), _state.RefreshedAt);
+            Write(Build(_state.Catalog.With(model.Key, []), _state.RefreshedAt));
         }
+    }
+
+    private void Write(State state)
+    {
+        _state = state;
+        Interlocked.Increment(ref _version);
     }
 
     private static State Build(ModelCatalog catalog, DateTimeOffset? refreshedAt)

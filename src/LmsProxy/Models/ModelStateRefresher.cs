@@ -22,7 +22,8 @@ public sealed partial class ModelStateRefresher(
         {
             try
             {
-                registry.Update(await api.GetCatalogAsync(stoppingToken));
+                var version = registry.Version;
+                registry.Update(await api.GetCatalogAsync(stoppingToken), version);
                 if (upstreamWasDown) LogUpstreamBack(logger);
                 upstreamWasDown = false;
                 KeepPreloaded();

@@ -166,8 +166,9 @@ public sealed partial class ProxyHandler
     {
         try
         {
+            var version = _registry.Version;
             var catalog = await _api.GetCatalogAsync(cancellationToken);
-            _registry.Update(catalog);
+            _registry.Update(catalog, version);
             return catalog;
         }
         catch (Exception ex) when (ex is UpstreamUnavailableException or UpstreamRefusedException)

@@ -125,7 +125,8 @@ public sealed class OpenAiClientTests : IAsyncLifetime
     private async Task WaitUntilProxyKnowsItIsGone()
     {
         var registry = (LmsProxy.Models.ModelRegistry)_env.Proxy.Services.GetService(typeof(LmsProxy.Models.ModelRegistry))!;
-        registry.Update(await ((LmsProxy.Loading.LmStudioApi)_env.Proxy.Services.GetService(typeof(LmsProxy.Loading.LmStudioApi))!).GetCatalogAsync(CancellationToken.None));
+        var api = (LmsProxy.Loading.LmStudioApi)_env.Proxy.Services.GetService(typeof(LmsProxy.Loading.LmStudioApi))!;
+        await Eventually.Until(async () => registry.Update(await api.GetCatalogAsync(CancellationToken.None), registry.Version));
         Assert.False(registry.IsLoaded("qwen/qwen3-8b"));
     }
 }

@@ -33,7 +33,7 @@ public sealed class ModelCatalogTests
     public void Registry_TracksLoadsAndEvictions_WithoutIo()
     {
         var registry = new ModelRegistry(TimeProvider.System);
-        registry.Update(Catalog);
+        Assert.True(registry.Update(Catalog, registry.Version));
 
         Assert.True(registry.IsLoaded("qwen/qwen3-8b"));
         Assert.True(registry.IsLoaded("qwen/qwen3-8b:2"));
@@ -45,6 +45,22 @@ public sealed class ModelCatalogTests
         Assert.True(registry.IsLoaded("gemma-3-1b"));
         Assert.False(registry.IsLoaded("qwen/qwen3-8b"));
         Assert.False(registry.IsLoaded("qwen/qwen3-8b:2"));
+    }
+
+    [Fact]
+    public void Registry_DoesNotLetAnOlderCatalogUndoALoadThatFinishedDuringTheRead()
+    {
+        var registry = new ModelRegistry(TimeProvider.System);
+        registry.Update(Catalog, registry.Version);
+        var readStarted = registry.Version;        // a refresh starts reading LM Studio's list...
+        registry.MarkLoaded("google/gemma-3-1b", "google/gemma-3-1b"); // ...a load finishes meanwhile...
+
+        var applied = registry.Update(Catalog, readStarted);           // ...and the older list arrives.
+
+        Assert.False(applied);
+        Assert.True(registry.IsLoaded("google/gemma-3-1b"));
+        Assert.True(registry.Update(Catalog, registry.Version));       // the next read applies
+        Assert.False(registry.IsLoaded("google/gemma-3-1b"));
     }
 
     [Theory]
