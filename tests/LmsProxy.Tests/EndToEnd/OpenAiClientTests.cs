@@ -124,7 +124,7 @@ public sealed class OpenAiClientTests : IAsyncLifetime
     // The background refresh sees the eviction within RefreshInterval; the proxy then loads before forwarding.
     private async Task WaitUntilProxyKnowsItIsGone()
     {
-        var registry = (LmsProxy.Models.ModelRegistry)_env.Proxy.Services.GetService(typeof(LmsProxy.Models.ModelRegistry))!;
+        var registry = _env.Proxy.Registry;
         var api = (LmsProxy.Loading.LmStudioApi)_env.Proxy.Services.GetService(typeof(LmsProxy.Loading.LmStudioApi))!;
         await Eventually.Until(async () => registry.Update(await api.GetCatalogAsync(CancellationToken.None), registry.Version));
         Assert.False(registry.IsLoaded("qwen/qwen3-8b"));

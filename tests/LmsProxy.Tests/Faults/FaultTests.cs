@@ -50,13 +50,14 @@ public sealed class FaultTests
     {
         await using var env = await GateEnvironment.StartAsync(
             new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(50), TokenDelay = TimeSpan.FromMilliseconds(2) },
-            new Dictionary<string, string?> { ["LmsProxy:RefreshInterval"] = "01:00:00", ["LmsProxy:Loader"] = "rest" });
+            // Evictions come far faster than in life; allow as many re-sends as a slow (busy CI) machine may need.
+            new Dictionary<string, string?> { ["LmsProxy:RefreshInterval"] = "01:00:00", ["LmsProxy:Loader"] = "rest", ["LmsProxy:NotLoadedRetries"] = "6" });
         using var stop = new CancellationTokenSource();
         var evictions = Task.Run(async () =>
         {
             while (!stop.IsCancellationRequested)
             {
-                await Task.Delay(100);
+                await Task.Delay(150);
                 env.Simulator.State.Evict("qwen/qwen3-8b");
             }
         });

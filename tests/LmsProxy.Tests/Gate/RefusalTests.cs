@@ -114,7 +114,7 @@ public sealed class RefusalTests
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("model_loading", await response.ErrorCode());
         Assert.NotNull(response.Headers.RetryAfter);
-        await Task.Delay(TimeSpan.FromSeconds(2.5));
+        await Eventually.Until(() => env.Proxy.Registry.IsLoaded("qwen/qwen3-8b"));
         using var later = await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
         Assert.Equal(HttpStatusCode.OK, later.StatusCode);
         Assert.Equal(1, env.Simulator.State.LoadCount("qwen/qwen3-8b"));

@@ -41,6 +41,8 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
 
     public LoadCoordinator Coordinator => Services.GetRequiredService<LoadCoordinator>();
 
+    public ModelRegistry Registry => Services.GetRequiredService<ModelRegistry>();
+
     public int HeldNow => Coordinator.Slots.Sum(s => Volatile.Read(ref s.Value.Held));
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
