@@ -123,6 +123,7 @@ public sealed partial class ProxyHandler
     private void Record(HttpContext context, ModelRequest? request, string outcome, TimeSpan held, long started)
     {
         _metrics.RequestEnded(request?.Model, outcome);
+        // PathString converts to its escaped form: a %0A in the path cannot forge a log line (tested).
         LogRequest(_logger, context.Request.Method, context.Request.Path, request?.RequestedModel ?? "-", context.Response.StatusCode,
             (long)held.TotalMilliseconds, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }

@@ -76,6 +76,17 @@ public sealed class StatusAndMetricsTests
     }
 
     [Fact(Timeout = 30000)]
+    public async Task EncodedNewlineInThePath_CannotForgeALogLine()
+    {
+        await using var env = await GateEnvironment.StartAsync();
+
+        using var response = await env.Client.GetAsync("/api/v0/models%0Ainfo:%20forged");
+
+        Assert.DoesNotContain(env.Proxy.Logs.Lines, l => l.Contains("\ninfo: forged", StringComparison.Ordinal));
+        Assert.Contains(env.Proxy.Logs.Lines, l => l.Contains("GET /api/v0/models%0Ainfo:%20forged", StringComparison.Ordinal));
+    }
+
+    [Fact(Timeout = 30000)]
     public async Task FailedLoad_ShowsInStatus_WithItsError()
     {
         await using var env = await GateEnvironment.StartAsync(lmsMisbehaviour: "FAIL_ON=load");
