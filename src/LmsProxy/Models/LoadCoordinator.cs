@@ -151,7 +151,6 @@ public sealed partial class LoadCoordinator(
     {
         if (registry.IsLoaded(target.Key)) return new(EnsureStatus.Ready);
         var choice = loaders.Current;
-        slot.Loading = true;
         var started = Stopwatch.GetTimestamp();
         LogLoadStarted(logger, target.Key, choice.Name);
         try
@@ -168,10 +167,6 @@ public sealed partial class LoadCoordinator(
         {
             metrics.LoadEnded(target.Key, "failure", Stopwatch.GetElapsedTime(started));
             return Failed(slot, target.Key, ex.Message);
-        }
-        finally
-        {
-            slot.Loading = false;
         }
     }
 
@@ -214,7 +209,9 @@ public sealed class ModelSlot
 {
     public Task<EnsureResult>? InFlight;
     public int Held;
-    public volatile bool Loading;
+
+    /// <summary>A load (with its checks before and after) is under way.</summary>
+    public bool Loading => InFlight is { IsCompleted: false };
     public TimeSpan? LastLoadDuration;
     public DateTimeOffset? LastLoadedAt;
     public string? LastError;

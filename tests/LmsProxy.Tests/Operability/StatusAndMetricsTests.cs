@@ -16,8 +16,12 @@ public sealed class StatusAndMetricsTests
         await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(1) });
 
         var cold = env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
-        await Eventually.Until(() => env.Proxy.HeldNow == 1);
-        var during = Model(await (await env.Client.GetAsync("/status")).ReadJson(), "qwen/qwen3-8b");
+        System.Text.Json.JsonElement during = default;
+        await Eventually.Until(async () =>
+        {
+            during = Model(await (await env.Client.GetAsync("/status")).ReadJson(), "qwen/qwen3-8b");
+            return during.GetProperty("held").GetInt32() == 1 && during.GetProperty("loading").GetBoolean();
+        });
         using var response = await cold;
         var status = await (await env.Client.GetAsync("/status")).ReadJson();
         var after = Model(status, "qwen/qwen3-8b");
