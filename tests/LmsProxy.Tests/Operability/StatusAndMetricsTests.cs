@@ -14,13 +14,16 @@ public sealed class StatusAndMetricsTests
     public async Task StatusAndMetrics_FollowAColdRequestThroughHoldLoadAndRelease()
     {
         await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(1) });
+        // As in normal operation, the start-up read of LM Studio's model list is done (metric labels name known models).
+        await Eventually.Until(() => env.Proxy.Registry.RefreshedAt is not null);
 
         var cold = env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
         System.Text.Json.JsonElement during = default;
         await Eventually.Until(async () =>
         {
-            during = Model(await (await env.Client.GetAsync("/status")).ReadJson(), "qwen/qwen3-8b");
-            return during.GetProperty("held").GetInt32() == 1 && during.GetProperty("loading").GetBoolean();
+            var models = (await (await env.Client.GetAsync("/status")).ReadJson()).GetProperty("models").EnumerateArray();
+            during = models.FirstOrDefault(m => m.GetProperty("key").GetString() == "qwen/qwen3-8b");
+            return during.ValueKind != System.Text.Json.JsonValueKind.Undefined && during.GetProperty("held").GetInt32() == 1 && during.GetProperty("loading").GetBoolean();
         });
         using var response = await cold;
         var status = await (await env.Client.GetAsync("/status")).ReadJson();
