@@ -105,9 +105,7 @@ public sealed partial class LoadCoordinator(
         try
         {
             using var timeout = new CancellationTokenSource(settings.Current.LoadTimeout, time);
-            var version = registry.Version;
-            var catalog = await api.GetCatalogAsync(timeout.Token);
-            registry.Update(catalog, version);
+            var catalog = await registry.RefreshAsync(api, timeout.Token);
             var target = catalog.Resolve(model);
             if (target is null)
             {

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using LmsProxy.Loading;
 
 namespace LmsProxy.Models;
 
@@ -36,6 +37,15 @@ public sealed class ModelRegistry(TimeProvider time)
             Write(Build(catalog, time.GetUtcNow()));
             return true;
         }
+    }
+
+    /// <summary>Reads LM Studio's catalog and takes it (as <see cref="Update"/> does); returns what LM Studio said.</summary>
+    public async Task<ModelCatalog> RefreshAsync(LmStudioApi api, CancellationToken cancellationToken)
+    {
+        var version = Version;
+        var catalog = await api.GetCatalogAsync(cancellationToken);
+        Update(catalog, version);
+        return catalog;
     }
 
     public void MarkLoaded(string key, string instanceId)

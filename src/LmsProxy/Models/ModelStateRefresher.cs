@@ -22,8 +22,7 @@ public sealed partial class ModelStateRefresher(
         {
             try
             {
-                var version = registry.Version;
-                registry.Update(await api.GetCatalogAsync(stoppingToken), version);
+                await registry.RefreshAsync(api, stoppingToken);
                 if (upstreamWasDown) LogUpstreamBack(logger);
                 upstreamWasDown = false;
                 KeepPreloaded();

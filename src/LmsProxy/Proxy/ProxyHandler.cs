@@ -167,10 +167,7 @@ public sealed partial class ProxyHandler
     {
         try
         {
-            var version = _registry.Version;
-            var catalog = await _api.GetCatalogAsync(cancellationToken);
-            _registry.Update(catalog, version);
-            return catalog;
+            return await _registry.RefreshAsync(_api, cancellationToken);
         }
         catch (Exception ex) when (ex is UpstreamUnavailableException or UpstreamRefusedException)
         {

@@ -126,7 +126,10 @@ public sealed class OpenAiClientTests : IAsyncLifetime
     {
         var registry = _env.Proxy.Registry;
         var api = (LmsProxy.Loading.LmStudioApi)_env.Proxy.Services.GetService(typeof(LmsProxy.Loading.LmStudioApi))!;
-        await Eventually.Until(async () => registry.Update(await api.GetCatalogAsync(CancellationToken.None), registry.Version));
-        Assert.False(registry.IsLoaded("qwen/qwen3-8b"));
+        await Eventually.Until(async () =>
+        {
+            await registry.RefreshAsync(api, CancellationToken.None);
+            return !registry.IsLoaded("qwen/qwen3-8b");
+        });
     }
 }
