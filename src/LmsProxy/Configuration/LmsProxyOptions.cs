@@ -5,18 +5,24 @@ public sealed class LmsProxyOptions
 {
     public const string SectionName = "LmsProxy";
 
-    /// <summary>LM Studio's base URL (scheme, host, port; no path).</summary>
+    /// <summary>LM Studio's base URL (scheme, host, port; no path), used when <see cref="Hosts"/> is empty.</summary>
     public Uri Upstream { get; set; } = new("http://localhost:1234");
 
-    /// <summary>Token the proxy itself sends to LM Studio (model list, loads) when LM Studio's authentication is on.</summary>
+    /// <summary>Token the proxy sends to <see cref="Upstream"/> (model list, loads) when LM Studio's authentication is on.</summary>
     public string? UpstreamApiKey { get; set; }
 
-    /// <summary>How models are loaded: auto (lms when found, else REST), lms, or rest.</summary>
+    /// <summary>How models are loaded on <see cref="Upstream"/>: auto (lms when found and LM Studio is on this machine, else REST), lms, or rest.</summary>
     public LoaderKind Loader { get; set; } = LoaderKind.Auto;
+
+    /// <summary>Several LM Studio hosts behind one base URL, by name. Empty: <see cref="Upstream"/> is the one host.</summary>
+    public Dictionary<string, LmStudioHostOptions> Hosts { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Memory limits and unload rules, for every host unless a host overrides them.</summary>
+    public CapacityOptions Capacity { get; set; } = new();
 
     public LmsCliOptions Lms { get; set; } = new();
 
-    /// <summary>Longest a request is held while its model loads before it gets a 503.</summary>
+    /// <summary>Longest a request is held while its model loads (re-sends included) before it gets a 503.</summary>
     public TimeSpan HoldTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Most requests held per model at once; one more gets a 503 with Retry-After.</summary>
@@ -25,8 +31,11 @@ public sealed class LmsProxyOptions
     /// <summary>Longest a load (lms or REST) may take before it is abandoned (and its process killed).</summary>
     public TimeSpan LoadTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>How often the proxy re-reads LM Studio's model list and re-loads preloaded models it lost.</summary>
+    /// <summary>How often the proxy re-reads each host's model list and re-loads preloaded models it lost.</summary>
     public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How often each host's /lmstudio-greeting is probed (YARP active health check).</summary>
+    public TimeSpan HealthCheckInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Longest LM Studio may stay silent on a forwarded request (long prompt processing counts).</summary>
     public TimeSpan ActivityTimeout { get; set; } = TimeSpan.FromMinutes(10);
@@ -37,11 +46,14 @@ public sealed class LmsProxyOptions
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 32 * 1024 * 1024;
 
-    /// <summary>How many times a request is re-sent after LM Studio answers "No models loaded".</summary>
-    public int NotLoadedRetries { get; set; } = 2;
-
-    /// <summary>Models loaded in the background at start-up and kept loaded.</summary>
+    /// <summary>Models loaded in the background at start-up and kept loaded; they are pinned (never unloaded by the proxy).</summary>
     public List<string> Preload { get; set; } = [];
+
+    /// <summary>What a held streaming request receives while it waits: off, comment or chunk.</summary>
+    public StreamKeepAliveMode StreamKeepAlive { get; set; } = StreamKeepAliveMode.Off;
+
+    /// <summary>How long a streaming request is held silently before keep-alives start.</summary>
+    public TimeSpan KeepAliveAfter { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Inbound API keys; when any are set, every request but /healthz and /readyz must carry one.</summary>
     public List<string> ApiKeys { get; set; } = [];
@@ -62,6 +74,14 @@ public sealed class LmsProxyOptions
         Models.TryGetValue(modelKey, out var settings) ? settings : ModelLoadSettings.Default;
 
     public string ResolveAlias(string model) => Aliases.TryGetValue(model, out var target) ? target : model;
+
+    /// <summary>
+    /// The hosts in force: <see cref="Hosts"/>, or <see cref="Upstream"/> as the one host named "default".
+    /// Each host's capacity is the shared <see cref="Capacity"/> with its own overrides applied (see ProxySettings.Bind).
+    /// </summary>
+    public IReadOnlyList<LmStudioHostOptions> EffectiveHosts() => Hosts.Count == 0
+        ? [new LmStudioHostOptions { Name = "default", Url = Upstream, ApiKey = UpstreamApiKey, Loader = Loader, Capacity = Capacity }]
+        : [.. Hosts.Values.OrderBy(h => h.Name, StringComparer.Ordinal)];
 }
 
 public enum LoaderKind
@@ -69,6 +89,60 @@ public enum LoaderKind
     Auto,
     Lms,
     Rest,
+}
+
+public enum StreamKeepAliveMode
+{
+    Off,
+    Comment,
+    Chunk,
+}
+
+/// <summary>One LM Studio server behind the proxy (<c>LmsProxy:Hosts:&lt;name&gt;</c>).</summary>
+public sealed class LmStudioHostOptions
+{
+    /// <summary>The host's name (its key under Hosts); "default" for the single Upstream.</summary>
+    public string Name { get; set; } = "default";
+
+    public Uri? Url { get; set; }
+
+    /// <summary>LM Studio API token for this host; sent to this host only.</summary>
+    public string? ApiKey { get; set; }
+
+    public LoaderKind Loader { get; set; } = LoaderKind.Auto;
+
+    /// <summary>Overrides of the shared capacity settings; null: the shared ones.</summary>
+    public CapacityOptions? Capacity { get; set; }
+
+    /// <summary>Which models this host may serve: keys or globs (<c>qwen/*</c>); empty: every model it has.</summary>
+    public List<string> Models { get; set; } = [];
+}
+
+/// <summary>How much one LM Studio host may hold, and when the proxy unloads (<c>LmsProxy:Capacity</c>).</summary>
+public sealed class CapacityOptions
+{
+    /// <summary>Most models loaded at once; 0: no count limit.</summary>
+    public int MaxLoadedModels { get; set; }
+
+    /// <summary>Memory the loaded models may use, in bytes; 0: unknown (LM Studio's refusals teach it).</summary>
+    public long MemoryBudgetBytes { get; set; }
+
+    /// <summary>Unload a model unused for this long (unless pinned or busy); 00:00:00: never.</summary>
+    public TimeSpan IdleUnloadAfter { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Longest a request waits for a busy model to make room before that model stops taking new requests and
+    /// is swapped out. Until then the loaded model's requests are served together. 00:00:00: strict arrival order.
+    /// </summary>
+    public TimeSpan MaxSwapWait { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Whether models loaded outside the proxy (in the LM Studio app) may be unloaded to make room.</summary>
+    public bool EvictForeign { get; set; }
+
+    /// <summary>Requests in flight at which an instance counts as saturated (spill over to another host); 0: its parallel.</summary>
+    public int SpillAt { get; set; }
+
+    public CapacityOptions Clone() => (CapacityOptions)MemberwiseClone();
 }
 
 public sealed class LmsCliOptions

@@ -9,24 +9,47 @@ public static class OptionsValidation
     public static List<string> Validate(LmsProxyOptions o)
     {
         var errors = new List<string>();
-        if (!o.Upstream.IsAbsoluteUri || (o.Upstream.Scheme != Uri.UriSchemeHttp && o.Upstream.Scheme != Uri.UriSchemeHttps))
+        if (o.Hosts.Count == 0)
         {
-            errors.Add($"LmsProxy:Upstream must be an absolute http:// or https:// URL (got '{o.Upstream}').");
+            CheckUrl(errors, "LmsProxy:Upstream", o.Upstream);
         }
-        else if (o.Upstream.AbsolutePath != "/")
+        var urls = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, host) in o.Hosts)
         {
-            errors.Add($"LmsProxy:Upstream must not have a path: clients' paths are appended as they are (got '{o.Upstream}').");
+            var prefix = $"LmsProxy:Hosts:{name}";
+            if (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+            {
+                errors.Add($"{prefix}: a host name may use letters, digits, '-', '_' and '.' (at most 64).");
+            }
+            if (host.Url is null)
+            {
+                errors.Add($"{prefix}:Url is required (for example http://192.168.1.20:1234).");
+                continue;
+            }
+            CheckUrl(errors, prefix + ":Url", host.Url);
+            if (urls.TryGetValue(host.Url.GetLeftPart(UriPartial.Authority), out var other))
+            {
+                errors.Add($"{prefix}:Url is the same LM Studio as LmsProxy:Hosts:{other}:Url ({host.Url}).");
+            }
+            urls[host.Url.GetLeftPart(UriPartial.Authority)] = name;
+            if (host.Capacity is { } capacity) CheckCapacity(errors, prefix + ":Capacity", capacity);
+            foreach (var pattern in host.Models)
+            {
+                if (string.IsNullOrWhiteSpace(pattern)) errors.Add($"{prefix}:Models has an empty entry.");
+            }
         }
+        CheckCapacity(errors, "LmsProxy:Capacity", o.Capacity);
 
         Positive(errors, "HoldTimeout", o.HoldTimeout);
         Positive(errors, "LoadTimeout", o.LoadTimeout);
         Positive(errors, "RefreshInterval", o.RefreshInterval);
+        Positive(errors, "HealthCheckInterval", o.HealthCheckInterval);
         Positive(errors, "ActivityTimeout", o.ActivityTimeout);
         Positive(errors, "ConnectTimeout", o.ConnectTimeout);
+        Positive(errors, "KeepAliveAfter", o.KeepAliveAfter);
         Positive(errors, "Lms:Timeout", o.Lms.Timeout);
         if (o.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.MaxHeldPerModel}).");
         if (o.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.MaxRequestBodyBytes}).");
-        if (o.NotLoadedRetries is < 0 or > 10) errors.Add($"LmsProxy:NotLoadedRetries must be between 0 and 10 (got {o.NotLoadedRetries}).");
 
         if (o.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
         foreach (var model in o.Preload)
@@ -47,6 +70,27 @@ public static class OptionsValidation
             if (s.Gpu is { } gpu && !IsGpuSetting(gpu)) errors.Add($"LmsProxy:Models:{key}:Gpu must be off, max or a number from 0 to 1 (got '{gpu}').");
         }
         return errors;
+    }
+
+    private static void CheckUrl(List<string> errors, string key, Uri url)
+    {
+        if (!url.IsAbsoluteUri || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
+        {
+            errors.Add($"{key} must be an absolute http:// or https:// URL (got '{url}').");
+        }
+        else if (url.AbsolutePath != "/")
+        {
+            errors.Add($"{key} must not have a path: clients' paths are appended as they are (got '{url}').");
+        }
+    }
+
+    private static void CheckCapacity(List<string> errors, string key, CapacityOptions c)
+    {
+        if (c.MaxLoadedModels < 0) errors.Add($"{key}:MaxLoadedModels must be 0 (no limit) or more (got {c.MaxLoadedModels}).");
+        if (c.MemoryBudgetBytes < 0) errors.Add($"{key}:MemoryBudgetBytes must be 0 (unknown) or more (got {c.MemoryBudgetBytes}).");
+        if (c.IdleUnloadAfter < TimeSpan.Zero) errors.Add($"{key}:IdleUnloadAfter must be 00:00:00 (never) or more (got {c.IdleUnloadAfter}).");
+        if (c.MaxSwapWait < TimeSpan.Zero) errors.Add($"{key}:MaxSwapWait must be 00:00:00 or more (got {c.MaxSwapWait}).");
+        if (c.SpillAt < 0) errors.Add($"{key}:SpillAt must be 0 (the instance's parallel) or more (got {c.SpillAt}).");
     }
 
     private static bool IsGpuSetting(string gpu) =>

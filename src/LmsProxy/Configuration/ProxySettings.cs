@@ -32,7 +32,15 @@ public sealed partial class ProxySettings : IDisposable
         var options = new LmsProxyOptions();
         try
         {
-            configuration.GetSection(LmsProxyOptions.SectionName).Bind(options);
+            var section = configuration.GetSection(LmsProxyOptions.SectionName);
+            section.Bind(options);
+            foreach (var (name, host) in options.Hosts)
+            {
+                // A host's Capacity overrides the shared settings key by key.
+                host.Name = name;
+                host.Capacity = options.Capacity.Clone();
+                section.GetSection($"Hosts:{name}:Capacity").Bind(host.Capacity);
+            }
         }
         catch (InvalidOperationException ex)
         {

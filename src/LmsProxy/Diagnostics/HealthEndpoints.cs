@@ -1,19 +1,21 @@
-using LmsProxy.Loading;
+using LmsProxy.Scheduling;
 
 namespace LmsProxy.Diagnostics;
 
-/// <summary>/healthz: the proxy is alive. /readyz: LM Studio answers behind it.</summary>
+/// <summary>/healthz: the proxy is alive. /readyz: at least one LM Studio host behind it answers.</summary>
 public static class HealthEndpoints
 {
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => Results.Json(new { status = "ok" }));
-        app.MapGet("/readyz", async (LmStudioApi api, CancellationToken cancellationToken) =>
+        app.MapGet("/readyz", async (Scheduler scheduler, CancellationToken cancellationToken) =>
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(5));
-            var (ready, detail) = await api.ProbeAsync(timeout.Token);
-            return Results.Json(new { status = ready ? "ready" : "not_ready", reason = detail },
+            var probes = await Task.WhenAll(scheduler.Hosts.Select(async h => (h.Name, Probe: await h.Api.ProbeAsync(timeout.Token))));
+            var ready = probes.Any(p => p.Probe.Ready);
+            var reason = probes.Length == 1 ? probes[0].Probe.Detail : string.Join(" ", probes.Select(p => $"{p.Name}: {p.Probe.Detail}"));
+            return Results.Json(new { status = ready ? "ready" : "not_ready", reason, hosts = probes.ToDictionary(p => p.Name, p => p.Probe.Ready) },
                 statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
         });
     }

@@ -11,7 +11,6 @@ public static class Observability
             .AddMeter(ProxyMetrics.MeterName)
             .AddView("lmsproxy.hold.duration", new ExplicitBucketHistogramConfiguration { Boundaries = [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300] })
             .AddView("lmsproxy.model.load.duration", new ExplicitBucketHistogramConfiguration { Boundaries = [0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300] })
-            .AddView("lmsproxy.upstream.duration", new ExplicitBucketHistogramConfiguration { Boundaries = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60] })
             .AddPrometheusExporter());
         return services;
     }

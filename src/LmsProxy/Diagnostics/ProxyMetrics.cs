@@ -1,52 +1,66 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
-using LmsProxy.Models;
+using System.Runtime.CompilerServices;
 
 namespace LmsProxy.Diagnostics;
 
-/// <summary>The proxy's meters. Model tags are limited to models LM Studio knows, so hostile names cannot grow the series.</summary>
+/// <summary>
+/// The proxy's meters. The warm path costs one interlocked increment: request counts live in plain counters that
+/// the exporter reads when scraped. Model labels are limited to models some host lists, so hostile names cannot
+/// grow the series; the caller passes "(none)" for anything else.
+/// </summary>
 public sealed class ProxyMetrics
 {
     public const string MeterName = "LmsProxy";
+    public const string NoModel = "(none)";
 
-    private readonly ModelRegistry _registry;
-    private readonly Counter<long> _requests;
+    private readonly ConcurrentDictionary<(string Model, string Host, string Outcome), StrongBox<long>> _requests = new();
     private readonly Histogram<double> _holdDuration;
-    private readonly UpDownCounter<long> _held;
     private readonly Counter<long> _loads;
     private readonly Histogram<double> _loadDuration;
+    private readonly Counter<long> _unloads;
+    private readonly Counter<long> _swaps;
     private readonly Counter<long> _notLoadedAbsorbed;
-    private readonly Histogram<double> _upstreamDuration;
 
-    public ProxyMetrics(IMeterFactory meterFactory, ModelRegistry registry)
+    public ProxyMetrics(IMeterFactory meterFactory)
     {
-        _registry = registry;
-        var meter = meterFactory.Create(MeterName);
-        _requests = meter.CreateCounter<long>("lmsproxy.requests", description: "Proxied requests by model and outcome.");
-        _holdDuration = meter.CreateHistogram<double>("lmsproxy.hold.duration", unit: "s", description: "Time requests were held while their model loaded.");
-        _held = meter.CreateUpDownCounter<long>("lmsproxy.requests.held", description: "Requests held now.");
-        _loads = meter.CreateCounter<long>("lmsproxy.model.loads", description: "Model loads by result.");
-        _loadDuration = meter.CreateHistogram<double>("lmsproxy.model.load.duration", unit: "s", description: "How long model loads took.");
-        _notLoadedAbsorbed = meter.CreateCounter<long>("lmsproxy.upstream.not_loaded", description: "\"Not loaded\" answers from LM Studio the proxy absorbed.");
-        _upstreamDuration = meter.CreateHistogram<double>("lmsproxy.upstream.duration", unit: "s", description: "Time from forwarding to LM Studio's response headers.");
+        Meter = meterFactory.Create(MeterName);
+        Meter.CreateObservableCounter("lmsproxy.requests", ObserveRequests, description: "Proxied requests by model, host and outcome.");
+        _holdDuration = Meter.CreateHistogram<double>("lmsproxy.hold.duration", unit: "s", description: "Time requests were held while their model loaded or waited for room.");
+        _loads = Meter.CreateCounter<long>("lmsproxy.model.loads", description: "Model loads by host and result.");
+        _loadDuration = Meter.CreateHistogram<double>("lmsproxy.model.load.duration", unit: "s", description: "How long model loads took.");
+        _unloads = Meter.CreateCounter<long>("lmsproxy.model.unloads", description: "Model unloads by host and reason (capacity, refusal, idle, operator).");
+        _swaps = Meter.CreateCounter<long>("lmsproxy.swaps", description: "Loads that first unloaded other models, by host.");
+        _notLoadedAbsorbed = Meter.CreateCounter<long>("lmsproxy.upstream.not_loaded", description: "\"Not loaded\" answers from LM Studio the proxy absorbed.");
     }
 
-    public void RequestEnded(string? model, string outcome) => _requests.Add(1, Model(model), new("outcome", outcome));
+    /// <summary>For gauges that read the scheduler's state (registered by the scheduler).</summary>
+    public Meter Meter { get; }
 
-    /// <summary>Add and remove with the same tag: the model may become known to the catalog while it is held.</summary>
-    public void HeldChanged(KeyValuePair<string, object?> modelTag, int delta) => _held.Add(delta, modelTag);
+    /// <summary>The counter one (model, host, outcome) increments; callers on the warm path keep it.</summary>
+    public StrongBox<long> RequestCounter(string model, string host, string outcome) => _requests.GetOrAdd((model, host, outcome), static _ => new StrongBox<long>());
 
-    public void HoldEnded(string model, string outcome, TimeSpan held) => _holdDuration.Record(held.TotalSeconds, Model(model), new("outcome", outcome));
+    public void RequestEnded(string model, string host, string outcome) => Interlocked.Increment(ref RequestCounter(model, host, outcome).Value);
 
-    public void LoadEnded(string model, string result, TimeSpan duration)
+    public void HoldEnded(string model, string outcome, TimeSpan held) => _holdDuration.Record(held.TotalSeconds, new("model", model), new("outcome", outcome));
+
+    public void LoadEnded(string model, string host, string result, TimeSpan duration)
     {
-        _loads.Add(1, Model(model), new("result", result));
-        _loadDuration.Record(duration.TotalSeconds, Model(model), new("result", result));
+        _loads.Add(1, new("model", model), new("host", host), new("result", result));
+        _loadDuration.Record(duration.TotalSeconds, new("model", model), new("host", host), new("result", result));
     }
 
-    public void NotLoadedAbsorbed(string model) => _notLoadedAbsorbed.Add(1, Model(model));
+    public void Unloaded(string model, string host, string reason) => _unloads.Add(1, new("model", model), new("host", host), new("reason", reason));
 
-    public void UpstreamResponded(TimeSpan elapsed) => _upstreamDuration.Record(elapsed.TotalSeconds);
+    public void Swapped(string host) => _swaps.Add(1, new KeyValuePair<string, object?>("host", host));
 
-    public KeyValuePair<string, object?> Model(string? model) =>
-        new("model", model is not null && _registry.Catalog.Resolve(model) is { } known ? known.Key : "(none)");
+    public void NotLoadedAbsorbed(string model, string host) => _notLoadedAbsorbed.Add(1, new("model", model), new("host", host));
+
+    private IEnumerable<Measurement<long>> ObserveRequests()
+    {
+        foreach (var ((model, host, outcome), count) in _requests)
+        {
+            yield return new Measurement<long>(Interlocked.Read(ref count.Value), new("model", model), new("host", host), new("outcome", outcome));
+        }
+    }
 }

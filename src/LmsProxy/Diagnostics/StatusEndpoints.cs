@@ -1,53 +1,126 @@
 using System.Reflection;
-using LmsProxy.Configuration;
-using LmsProxy.Loading;
-using LmsProxy.Models;
+using LmsProxy.Scheduling;
 
 namespace LmsProxy.Diagnostics;
 
-/// <summary>GET /status: what the proxy is doing, for people and scripts. GET / shows the same as a page.</summary>
+/// <summary>
+/// GET /status: what the proxy is doing, for people and scripts (GET / shows it as a page). POST /models/{key}/load,
+/// /unload, /pin, /unpin: an operator's hand on the scheduler, protected like /status, and only with the
+/// X-LmsProxy-Action header (which a cross-site form cannot send).
+/// </summary>
 public static class StatusEndpoints
 {
+    public const string ActionHeader = "X-LmsProxy-Action";
+
     private static readonly string Version =
         typeof(StatusEndpoints).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown";
 
     public static void MapStatusEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/status", async (ProxySettings settings, LmStudioApi api, LoaderSelector loaders, ModelRegistry registry, LoadCoordinator coordinator, CancellationToken cancellationToken) =>
+        app.MapGet("/status", async (Scheduler scheduler, CancellationToken cancellationToken) =>
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(2));
-            var (reachable, detail) = await api.ProbeAsync(timeout.Token);
-            var loader = loaders.Current;
-            return Results.Json(new StatusReport(
-                Version,
-                new UpstreamStatus(settings.Current.Upstream.ToString(), reachable, detail),
-                new LoaderStatus(loader.Name, loader.LmsPath, loader.Reason),
-                registry.RefreshedAt,
-                Models(registry.Catalog, coordinator)));
+            var first = scheduler.Hosts.FirstOrDefault();
+            var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail));
         });
         app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
+        app.MapPost("/models/{**rest}", async (string rest, HttpContext context, Scheduler scheduler) =>
+        {
+            if (!context.Request.Headers.ContainsKey(ActionHeader))
+            {
+                return Results.Json(new { error = $"Send the header {ActionHeader}: 1 with operator actions." }, statusCode: StatusCodes.Status400BadRequest);
+            }
+            var slash = rest.LastIndexOf('/');
+            var (name, action) = slash > 0 ? (Uri.UnescapeDataString(rest[..slash]), rest[(slash + 1)..]) : (rest, "");
+            var key = scheduler.Catalog.Resolve(name)?.Key;
+            if (key is null) return Results.Json(new { error = $"No host lists a model '{name}'." }, statusCode: StatusCodes.Status404NotFound);
+            switch (action)
+            {
+                case "load":
+                    scheduler.EnsureLoadedInBackground(key);
+                    return Results.Json(new { model = key, action, message = $"'{key}' is being loaded (or already is)." }, statusCode: StatusCodes.Status202Accepted);
+                case "unload":
+                    return Results.Json(new { model = key, action, message = scheduler.Unload(key) }, statusCode: StatusCodes.Status202Accepted);
+                case "pin" or "unpin":
+                    scheduler.SetPinned(key, action == "pin");
+                    return Results.Json(new { model = key, action, pinned = action == "pin" });
+                default:
+                    return Results.Json(new { error = $"Unknown action '{action}': use load, unload, pin or unpin." }, statusCode: StatusCodes.Status404NotFound);
+            }
+        });
     }
 
-    private static List<ModelStatus> Models(ModelCatalog catalog, LoadCoordinator coordinator)
+    private static async Task<(bool, string)> ProbeAsync(Loading.LmStudioApi api, CancellationToken cancellationToken)
     {
-        var slots = coordinator.Slots.ToDictionary(s => s.Key, s => s.Value, StringComparer.OrdinalIgnoreCase);
-        var models = catalog.Models.Select(m => Describe(m.Key, m.Type, m.LoadedInstanceIds, slots.GetValueOrDefault(m.Key))).ToList();
-        // Names asked for that LM Studio does not list (yet) still show their held requests and errors.
-        models.AddRange(slots.Where(s => catalog.Resolve(s.Key) is null).Select(s => Describe(s.Key, null, [], s.Value)));
-        return models;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(2));
+        return await api.ProbeAsync(timeout.Token);
+    }
+}
+
+/// <summary>The JSON of GET /status (camelCase).</summary>
+public sealed record StatusReport(
+    string Version,
+    StatusReport.UpstreamStatus Upstream,
+    StatusReport.LoaderStatus Loader,
+    DateTimeOffset? ModelsRefreshedAt,
+    IReadOnlyList<StatusReport.HostStatus> Hosts,
+    IReadOnlyList<StatusReport.ModelStatus> Models,
+    IReadOnlyList<CapacityEvent> Events,
+    IReadOnlyDictionary<string, int> Unloads,
+    int Swaps)
+{
+    public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail)
+    {
+        var first = snapshot.Hosts.FirstOrDefault();
+        var hosts = snapshot.Hosts.Select(h => new HostStatus(
+            h.Name, h.Url.ToString(), h.Healthy, new LoaderStatus(h.Loader.Name, h.Loader.LmsPath, h.Loader.Reason), h.RefreshedAt, h.LastError, h.Operation,
+            new CapacityStatus(h.Capacity.MaxLoadedModels, h.Capacity.MemoryBudgetBytes, h.BudgetBytes, h.LearnedCeilingBytes,
+                h.Instances.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes), h.Instances.Count(i => i.State != InstanceState.Gone),
+                h.Capacity.IdleUnloadAfter, h.Capacity.MaxSwapWait, h.Capacity.EvictForeign),
+            [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.Ids, i.LastLoadMs))],
+            h.Downloaded)).ToList();
+        var models = snapshot.Models.Select(m =>
+        {
+            var instances = snapshot.Hosts.SelectMany(h => h.Instances.Where(i => string.Equals(i.Model, m.Key, StringComparison.OrdinalIgnoreCase)).Select(i => (Host: h.Name, Instance: i))).ToList();
+            var loaded = instances.Where(i => i.Instance.State is InstanceState.Ready or InstanceState.Draining).ToList();
+            var loading = instances.Any(i => i.Instance.State == InstanceState.Loading);
+            var state = loading ? "loading"
+                : instances.Any(i => i.Instance.State == InstanceState.Unloading) ? "unloading"
+                : loaded.Count == 0 ? "not loaded"
+                : loaded.Any(i => i.Instance.State == InstanceState.Draining) ? "draining"
+                : loaded.Any(i => i.Instance.InFlight > 0) ? "busy" : "idle";
+            return new ModelStatus(m.Key, m.Type, state, loaded.Count > 0, [.. loaded.SelectMany(i => i.Instance.Ids)], [.. loaded.Select(i => i.Host)], loading, m.Held, m.Situation,
+                loaded.Sum(i => i.Instance.InFlight), m.Pinned, loaded.Select(i => i.Instance.LastUsedAt).Max(),
+                loaded.Sum(i => i.Instance.EstimatedBytes), m.LastLoadMs, loaded.Select(i => i.Instance.LoadedAt).Max(), m.LastError, m.LastErrorAt);
+        }).ToList();
+        return new StatusReport(
+            version,
+            new UpstreamStatus(firstUrl?.ToString() ?? "", reachable, detail),
+            first is null ? new LoaderStatus("none", null, "No host is configured.") : new LoaderStatus(first.Loader.Name, first.Loader.LmsPath, first.Loader.Reason),
+            snapshot.Hosts.Select(h => h.RefreshedAt).Where(r => r is not null).DefaultIfEmpty(null).Min(),
+            hosts, models, snapshot.Events, snapshot.Unloads, snapshot.Swaps);
     }
 
-    private static ModelStatus Describe(string key, string? type, IReadOnlyList<string> instances, ModelSlot? slot) => new(
-        key, type, instances.Count > 0, instances, slot?.Loading ?? false, slot is null ? 0 : Volatile.Read(ref slot.Held),
-        slot?.LastLoadDuration?.TotalMilliseconds, slot?.LastLoadedAt, slot?.LastError, slot?.LastErrorAt);
-
-    public sealed record StatusReport(string Version, UpstreamStatus Upstream, LoaderStatus Loader, DateTimeOffset? ModelsRefreshedAt, List<ModelStatus> Models);
+    private static string StateName(InstanceSnapshot i) => i.State switch
+    {
+        InstanceState.Ready => i.InFlight > 0 ? "busy" : "idle",
+        _ => i.State.ToString().ToLowerInvariant(),
+    };
 
     public sealed record UpstreamStatus(string Url, bool Reachable, string Detail);
 
     public sealed record LoaderStatus(string Name, string? LmsPath, string Reason);
 
-    public sealed record ModelStatus(string Key, string? Type, bool Loaded, IReadOnlyList<string> Instances, bool Loading, int Held,
-        double? LastLoadMs, DateTimeOffset? LastLoadedAt, string? LastError, DateTimeOffset? LastErrorAt);
+    public sealed record HostStatus(string Name, string Url, bool Healthy, LoaderStatus Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
+        CapacityStatus Capacity, IReadOnlyList<InstanceStatus> Instances, IReadOnlyList<string> Downloaded);
+
+    public sealed record CapacityStatus(int MaxLoadedModels, long MemoryBudgetBytes, long EffectiveBudgetBytes, long LearnedCeilingBytes, long UsedBytes, int LoadedModels,
+        TimeSpan IdleUnloadAfter, TimeSpan MaxSwapWait, bool EvictForeign);
+
+    public sealed record InstanceStatus(string Model, string State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
+        DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
+
+    public sealed record ModelStatus(string Key, string? Type, string State, bool Loaded, IReadOnlyList<string> Instances, IReadOnlyList<string> Hosts, bool Loading,
+        int Held, string? Waiting, int InFlight, bool Pinned, DateTimeOffset? LastUsedAt, long EstimatedBytes, double? LastLoadMs, DateTimeOffset? LastLoadedAt, string? LastError, DateTimeOffset? LastErrorAt);
 }

@@ -1,51 +1,56 @@
-using System.Net;
 using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
-using LmsProxy.Loading;
-using LmsProxy.Models;
+using LmsProxy.Hosts;
 using LmsProxy.Proxy;
+using LmsProxy.Scheduling;
 using LmsProxy.Security;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
 
 namespace LmsProxy.Hosting;
 
 /// <summary>How the pieces are put together: services, then endpoints.</summary>
 public static class LmsProxyHost
 {
+    /// <summary>The WebSocket namespaces LM Studio's SDKs and `lms --host` open on the server's port.</summary>
+    public static readonly string[] WebSocketNamespaces = ["llm", "embedding", "system", "diagnostics", "files", "repository", "runtime", "plugins"];
+
     /// <summary>The paths forwarded to LM Studio; anything else is the proxy's own or a 404.</summary>
-    public static readonly string[] ForwardedPatterns = ["/v1/{**rest}", "/api/{**rest}", "/lmstudio-greeting"];
+    public static readonly string[] ForwardedPatterns =
+        ["/v1/{**rest}", "/api/{**rest}", "/lmstudio-greeting", .. WebSocketNamespaces.Select(n => "/" + n), .. WebSocketNamespaces.Select(n => $"/{n}/{{**rest}}")];
 
     public static IServiceCollection AddLmsProxy(this IServiceCollection services)
     {
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<ProxySettings>();
-        services.AddHttpForwarder();
+        // YARP's cluster model: one destination per LM Studio host, with its health checks. YARP probes with the
+        // cluster's HTTP client, which checks the greeting's body.
+        services.AddSingleton<IForwarderHttpClientFactory, HealthProbeClientFactory>();
+        services.AddSingleton(sp => new InMemoryConfigProvider([], [HostCluster.ClusterFor(sp.GetRequiredService<ProxySettings>().Current)]));
+        services.AddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<InMemoryConfigProvider>());
+        services.AddReverseProxy();
         services.AddMetrics();
-        services.AddSingleton<UpstreamInvoker>();
-        services.AddSingleton(sp => new LmStudioApi(
-            new HttpClient(new SocketsHttpHandler
-            {
-                UseProxy = false,
-                ConnectTimeout = sp.GetRequiredService<ProxySettings>().Current.ConnectTimeout,
-                AutomaticDecompression = DecompressionMethods.All,
-            }) { Timeout = Timeout.InfiniteTimeSpan },
-            sp.GetRequiredService<ProxySettings>()));
-        services.AddSingleton<RestModelLoader>();
-        services.AddSingleton<LoaderSelector>();
-        services.AddSingleton<ModelRegistry>();
+        services.AddSingleton<HostCluster>();
         services.AddSingleton<ProxyMetrics>();
-        services.AddSingleton<LoadCoordinator>();
+        services.AddSingleton<CapacityEvents>();
+        services.AddSingleton<Scheduler>();
+        services.AddSingleton<ConversationAffinity>();
+        services.AddSingleton<UpstreamInvoker>();
         services.AddSingleton<ProxyHandler>();
-        services.AddHostedService<ModelStateRefresher>();
+        services.AddHostedService<HostRefresher>();
         services.AddObservability();
         return services;
     }
 
     public static void MapLmsProxy(this WebApplication app)
     {
+        app.UseWebSockets();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapHealthEndpoints();
         app.MapStatusEndpoints();
         app.MapMetricsEndpoint();
+        // No routes: YARP's route pipeline is not used (the direct forwarder is), but mapping it loads the cluster and starts its health checks.
+        app.MapReverseProxy();
 
         var handler = app.Services.GetRequiredService<ProxyHandler>();
         foreach (var pattern in ForwardedPatterns)
@@ -53,6 +58,6 @@ public static class LmsProxyHost
             app.Map(pattern, handler.HandleAsync);
         }
         app.MapFallback((HttpContext context) => new ProxyError(StatusCodes.Status404NotFound, "unknown_path",
-            $"LmsProxy forwards /v1/*, /api/* and /lmstudio-greeting to LM Studio; '{context.Request.Path}' is none of them.").WriteAsync(context));
+            $"LmsProxy forwards /v1/*, /api/*, /lmstudio-greeting and LM Studio's WebSocket namespaces to LM Studio; '{context.Request.Path}' is none of them.").WriteAsync(context));
     }
 }

@@ -7,12 +7,14 @@ using LmsProxy.Models;
 
 namespace LmsProxy.Loading;
 
-/// <summary>The proxy's own calls to LM Studio's REST API: the model catalog, loads, and a liveness probe.</summary>
-public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
+/// <summary>The proxy's own calls to one LM Studio's REST API: the model catalog, load, unload, and a liveness probe.</summary>
+public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey)
 {
     private static readonly TimeSpan CatalogTimeout = TimeSpan.FromSeconds(30);
 
-    public const string StartHint = "Is LM Studio's server running (lms server start) at LmsProxy:Upstream?";
+    public const string StartHint = "Is LM Studio's server running (lms server start) at that address?";
+
+    public Uri BaseUrl { get; } = baseUrl;
 
     /// <summary>Downloaded models and their loaded instances: /api/v1/models, or /api/v0/models on LM Studio before 0.4.</summary>
     public async Task<ModelCatalog> GetCatalogAsync(CancellationToken cancellationToken)
@@ -33,7 +35,7 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
                 return new ModelCatalog([.. data.EnumerateArray().Select(ParseV0Model).OfType<CatalogModel>()]);
             }
         }
-        throw new UpstreamUnavailableException("LM Studio answered neither /api/v1/models nor /api/v0/models with a model list.");
+        throw new UpstreamUnavailableException($"LM Studio at {BaseUrl} answered neither /api/v1/models nor /api/v0/models with a model list.");
     }
 
     /// <summary>POST /api/v1/models/load; returns the instance id.</summary>
@@ -47,7 +49,7 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         if (!response.IsSuccessStatusCode)
         {
-            throw new ModelLoadException($"LM Studio refused to load '{key}' (HTTP {(int)response.StatusCode}): {Excerpt.Of(text)}");
+            throw ModelLoadException.From($"LM Studio refused to load '{key}' (HTTP {(int)response.StatusCode}): ", text);
         }
         try
         {
@@ -62,7 +64,20 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
         catch (JsonException)
         {
         }
-        throw new ModelLoadException($"LM Studio's load API did not confirm '{key}' is loaded (is LM Studio older than 0.4.0? then install lms): {Excerpt.Of(text)}");
+        // LM Studio answers 200 to paths it does not know (before 0.4.0 there is no load API): never take that for a load.
+        throw ModelLoadException.From($"LM Studio's load API did not confirm '{key}' is loaded (is LM Studio older than 0.4.0? then install lms): ", text);
+    }
+
+    /// <summary>POST /api/v1/models/unload. An instance LM Studio does not know is already gone: that is success.</summary>
+    public async Task UnloadAsync(string instanceId, CancellationToken cancellationToken)
+    {
+        using var request = NewRequest(HttpMethod.Post, "/api/v1/models/unload");
+        request.Content = JsonContent.Create(new Dictionary<string, string> { ["instance_id"] = instanceId });
+        using var response = await SendAsync(request, cancellationToken);
+        if (response.IsSuccessStatusCode || response.StatusCode == HttpStatusCode.NotFound) return;
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        if (text.Contains("model_not_found", StringComparison.OrdinalIgnoreCase) || text.Contains("not found", StringComparison.OrdinalIgnoreCase)) return;
+        throw new ModelLoadException($"LM Studio refused to unload '{instanceId}' (HTTP {(int)response.StatusCode}): {Excerpt.Of(text)}");
     }
 
     /// <summary>True when LM Studio answers its OpenAI-compatible model list.</summary>
@@ -89,7 +104,7 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
         if (response.StatusCode is HttpStatusCode.NotFound) return null;
         if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
         {
-            throw new UpstreamRefusedException($"LM Studio refused the proxy's request for {path} (HTTP {(int)response.StatusCode}); set LmsProxy:UpstreamApiKey to an LM Studio API token.");
+            throw new UpstreamRefusedException($"LM Studio at {BaseUrl} refused the proxy's request for {path} (HTTP {(int)response.StatusCode}); set the host's API key (LmsProxy:UpstreamApiKey or LmsProxy:Hosts:<name>:ApiKey) to an LM Studio API token.");
         }
         try
         {
@@ -103,8 +118,8 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
 
     private HttpRequestMessage NewRequest(HttpMethod method, string path)
     {
-        var request = new HttpRequestMessage(method, new Uri(settings.Current.Upstream, path));
-        if (settings.Current.UpstreamApiKey is { Length: > 0 } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var request = new HttpRequestMessage(method, new Uri(BaseUrl, path));
+        if (apiKey is { Length: > 0 } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         return request;
     }
 
@@ -116,32 +131,41 @@ public sealed class LmStudioApi(HttpClient http, ProxySettings settings)
         }
         catch (HttpRequestException ex)
         {
-            throw new UpstreamUnavailableException($"LM Studio at {settings.Current.Upstream} is not reachable: {ex.Message}. {StartHint}", ex);
+            throw new UpstreamUnavailableException($"LM Studio at {BaseUrl} is not reachable: {ex.Message}. {StartHint}", ex);
         }
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested || ex is TaskCanceledException { InnerException: TimeoutException })
         {
-            throw new UpstreamUnavailableException($"LM Studio at {settings.Current.Upstream} did not answer in time.", ex);
+            throw new UpstreamUnavailableException($"LM Studio at {BaseUrl} did not answer in time.", ex);
         }
     }
 
     private static CatalogModel? ParseV1Model(JsonElement m)
     {
         if (!m.TryGetProperty("key", out var key) || key.GetString() is not { Length: > 0 } k) return null;
-        var ids = new List<string>();
-        if (m.TryGetProperty("loaded_instances", out var instances) && instances.ValueKind == JsonValueKind.Array)
+        var instances = new List<LoadedInstance>();
+        if (m.TryGetProperty("loaded_instances", out var loaded) && loaded.ValueKind == JsonValueKind.Array)
         {
-            foreach (var instance in instances.EnumerateArray())
+            foreach (var instance in loaded.EnumerateArray())
             {
-                if (instance.TryGetProperty("id", out var id) && id.GetString() is { Length: > 0 } i) ids.Add(i);
+                if (!instance.TryGetProperty("id", out var id) || id.GetString() is not { Length: > 0 } i) continue;
+                var config = instance.TryGetProperty("config", out var c) && c.ValueKind == JsonValueKind.Object ? c : default;
+                instances.Add(new LoadedInstance(i, Int(config, "context_length"), Int(config, "parallel")));
             }
         }
-        return new CatalogModel(k, m.TryGetProperty("type", out var t) ? t.GetString() ?? "llm" : "llm", ids);
+        return new CatalogModel(k, Text(m, "type") ?? "llm", instances,
+            m.TryGetProperty("size_bytes", out var size) && size.TryGetInt64(out var bytes) ? bytes : 0, Int(m, "max_context_length"));
     }
 
     private static CatalogModel? ParseV0Model(JsonElement m)
     {
         if (!m.TryGetProperty("id", out var id) || id.GetString() is not { Length: > 0 } k) return null;
-        var loaded = m.TryGetProperty("state", out var state) && state.GetString() == "loaded";
-        return new CatalogModel(k, m.TryGetProperty("type", out var t) ? t.GetString() ?? "llm" : "llm", loaded ? [k] : []);
+        var loaded = Text(m, "state") == "loaded";
+        return new CatalogModel(k, Text(m, "type") ?? "llm", loaded ? [new LoadedInstance(k, Int(m, "loaded_context_length"))] : [], 0, Int(m, "max_context_length"));
     }
+
+    private static string? Text(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+    private static int? Int(JsonElement e, string name) =>
+        e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.TryGetInt32(out var n) ? n : null;
 }

@@ -9,26 +9,37 @@ using LmsProxy.Models;
 namespace LmsProxy.Loading;
 
 /// <summary>
-/// Loads through the lms CLI, run by CliWrap with an argument list (never a shell). lms load matches keys
-/// fuzzily and is not idempotent, so: ps first, load by exact path with --identifier, then ps again to verify.
+/// Loads and unloads through the lms CLI, run by CliWrap with an argument list (never a shell). The real lms is a
+/// Node program that costs hundreds of milliseconds per run, so a load runs exactly one process: <c>lms load</c>.
+/// Whether the model is loaded, before and after, comes from LM Studio's REST list (the caller's job); the file path
+/// that <c>--exact</c> needs comes from <c>lms ls --json</c>, read once and cached, and read again for a key it lacks.
 /// </summary>
-public sealed class LmsCliLoader(string lmsPath, ProxySettings settings) : IModelLoader
+public sealed class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings) : IModelLoader
 {
+    private volatile Dictionary<string, string> _paths = new(StringComparer.OrdinalIgnoreCase);
+    private readonly SemaphoreSlim _listing = new(1, 1);
+
+    public string Name => "lms";
+
     public string LmsPath { get; } = lmsPath;
+
+    /// <summary>Reads the key-to-path table ahead of the first cold request (called in the background at start-up).</summary>
+    public async Task WarmPathsAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ListAsync(cancellationToken);
+        }
+        catch (ModelLoadException)
+        {
+            // LM Studio may not run yet; the first load reads the list again.
+        }
+    }
 
     public async Task<string> LoadAsync(CatalogModel model, ModelLoadSettings modelSettings, CancellationToken cancellationToken)
     {
-        if (FindInstance(await PsAsync(cancellationToken), model.Key) is { } existing) return existing;
-
-        var downloaded = await RunJsonAsync<List<LmsModel>>(["ls", "--json"], cancellationToken);
-        var entry = downloaded.FirstOrDefault(m => string.Equals(m.ModelKey, model.Key, StringComparison.OrdinalIgnoreCase))
-            ?? throw new ModelLoadException($"lms ls does not list '{model.Key}', so it cannot be loaded exactly.");
-        if (string.IsNullOrEmpty(entry.Path) || entry.Path.StartsWith('-'))
-        {
-            throw new ModelLoadException($"lms ls gave an unusable path for '{model.Key}': {Excerpt.Of(entry.Path)}");
-        }
-
-        List<string> args = ["load", entry.Path, "--exact", "-y", "--identifier", model.Key];
+        var path = await PathOfAsync(model.Key, cancellationToken);
+        List<string> args = ["load", path, "--exact", "-y", "--identifier", model.Key];
         if (modelSettings.ContextLength is { } ctx) args.AddRange(["--context-length", ctx.ToString(CultureInfo.InvariantCulture)]);
         if (modelSettings.Gpu is { } gpu) args.AddRange(["--gpu", gpu]);
         if (modelSettings.Ttl is { } ttl) args.AddRange(["--ttl", ttl.ToString(CultureInfo.InvariantCulture)]);
@@ -36,17 +47,52 @@ public sealed class LmsCliLoader(string lmsPath, ProxySettings settings) : IMode
         var load = await RunAsync(args, cancellationToken);
         if (load.ExitCode != 0)
         {
-            throw new ModelLoadException($"lms load {model.Key} failed (exit {load.ExitCode}): {Excerpt.Of(load.StandardError + " " + load.StandardOutput)}");
+            throw ModelLoadException.From($"lms load {model.Key} failed (exit {load.ExitCode}): ", load.StandardError + " " + load.StandardOutput);
         }
-
-        return FindInstance(await PsAsync(cancellationToken), model.Key)
-            ?? throw new ModelLoadException($"lms load {model.Key} exited 0 but lms ps does not list it: {Excerpt.Of(load.StandardError)}");
+        return model.Key;
     }
 
-    private Task<List<LmsModel>> PsAsync(CancellationToken cancellationToken) => RunJsonAsync<List<LmsModel>>(["ps", "--json"], cancellationToken);
+    public async Task UnloadAsync(string instanceId, CancellationToken cancellationToken)
+    {
+        // An exact identifier; lms exits 0 even when it is not loaded (contract §3.4), which is what we want.
+        var unload = await RunAsync(["unload", instanceId], cancellationToken);
+        if (unload.ExitCode != 0)
+        {
+            throw new ModelLoadException($"lms unload {instanceId} failed (exit {unload.ExitCode}): {Excerpt.Of(unload.StandardError + " " + unload.StandardOutput)}");
+        }
+    }
 
-    private static string? FindInstance(List<LmsModel> loaded, string key) =>
-        loaded.FirstOrDefault(m => string.Equals(m.Identifier, key, StringComparison.OrdinalIgnoreCase))?.Identifier;
+    private async Task<string> PathOfAsync(string key, CancellationToken cancellationToken)
+    {
+        if (!_paths.TryGetValue(key, out var path))
+        {
+            await ListAsync(cancellationToken);
+            if (!_paths.TryGetValue(key, out path)) throw new ModelLoadException($"lms ls does not list '{key}', so it cannot be loaded exactly.");
+        }
+        return path;
+    }
+
+    private async Task ListAsync(CancellationToken cancellationToken)
+    {
+        var seen = _paths;
+        await _listing.WaitAsync(cancellationToken);
+        try
+        {
+            if (!ReferenceEquals(seen, _paths)) return; // another caller just read it
+            var downloaded = await RunJsonAsync<List<LmsModel>>(["ls", "--json"], cancellationToken);
+            var paths = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var model in downloaded)
+            {
+                // A path that could be read as an option is never passed on.
+                if (model.ModelKey is { Length: > 0 } key && model.Path is { Length: > 0 } p && !p.StartsWith('-')) paths[key] = p;
+            }
+            _paths = paths;
+        }
+        finally
+        {
+            _listing.Release();
+        }
+    }
 
     private async Task<T> RunJsonAsync<T>(List<string> args, CancellationToken cancellationToken)
     {
@@ -69,14 +115,14 @@ public sealed class LmsCliLoader(string lmsPath, ProxySettings settings) : IMode
 
     private async Task<BufferedCommandResult> RunAsync(List<string> args, CancellationToken cancellationToken)
     {
-        var upstream = settings.Current.Upstream;
-        if (!upstream.IsLoopback)
+        if (!host.IsLoopback)
         {
             // lms talks to a remote LM Studio only when told where it is (hidden --host/--port flags).
-            args.AddRange(["--host", upstream.Host, "--port", upstream.Port.ToString(CultureInfo.InvariantCulture)]);
+            args.AddRange(["--host", host.Host, "--port", host.Port.ToString(CultureInfo.InvariantCulture)]);
         }
+        var limit = settings.Current.Lms.Timeout;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(settings.Current.Lms.Timeout);
+        timeout.CancelAfter(limit);
         try
         {
             return await Cli.Wrap(LmsPath)
@@ -86,16 +132,15 @@ public sealed class LmsCliLoader(string lmsPath, ProxySettings settings) : IMode
         }
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new ModelLoadException($"lms {args[0]} did not finish within {settings.Current.Lms.Timeout.TotalSeconds:0} s and was killed.", ex);
+            throw new ModelLoadException($"lms {args[0]} did not finish within {limit.TotalSeconds:0} s and was killed.", inner: ex);
         }
         catch (System.ComponentModel.Win32Exception ex)
         {
-            throw new ModelLoadException($"lms could not be started from {LmsPath}: {ex.Message}", ex);
+            throw new ModelLoadException($"lms could not be started from {LmsPath}: {ex.Message}", inner: ex);
         }
     }
 
     private sealed record LmsModel(
         [property: JsonPropertyName("modelKey")] string? ModelKey,
-        [property: JsonPropertyName("identifier")] string? Identifier,
         [property: JsonPropertyName("path")] string? Path);
 }

@@ -1,12 +1,16 @@
 namespace LmsProxy.Models;
 
-/// <summary>One downloaded model as LM Studio lists it, with the identifiers of its loaded instances.</summary>
-public sealed record CatalogModel(string Key, string Type, IReadOnlyList<string> LoadedInstanceIds)
+/// <summary>One loaded instance as LM Studio lists it: the identifier requests use, and its load settings.</summary>
+public sealed record LoadedInstance(string Id, int? ContextLength = null, int? Parallel = null);
+
+/// <summary>One downloaded model as LM Studio lists it, with its loaded instances.</summary>
+/// <param name="SizeBytes">The model's file size (LM Studio's size_bytes); 0 when LM Studio does not say.</param>
+public sealed record CatalogModel(string Key, string Type, IReadOnlyList<LoadedInstance> Instances, long SizeBytes = 0, int? MaxContextLength = null)
 {
-    public bool IsLoaded => LoadedInstanceIds.Count > 0;
+    public bool IsLoaded => Instances.Count > 0;
 }
 
-/// <summary>LM Studio's downloaded models at one moment, and how client-sent names map onto them.</summary>
+/// <summary>Downloaded models at one moment (one host's, or the union of all hosts'), and how client-sent names map onto them.</summary>
 public sealed class ModelCatalog
 {
     public static readonly ModelCatalog Empty = new([]);
@@ -21,13 +25,8 @@ public sealed class ModelCatalog
         foreach (var model in models)
         {
             _byName[model.Key] = model;
-            foreach (var id in model.LoadedInstanceIds) _byName.TryAdd(id, model);
-            var slash = model.Key.LastIndexOf('/');
-            if (slash >= 0)
-            {
-                var name = model.Key[(slash + 1)..];
-                bare[name] = bare.ContainsKey(name) ? null : model;
-            }
+            foreach (var instance in model.Instances) _byName.TryAdd(instance.Id, model);
+            if (BareName(model.Key) is { } name) bare[name] = bare.ContainsKey(name) ? null : model;
         }
         foreach (var (name, model) in bare)
         {
@@ -45,9 +44,36 @@ public sealed class ModelCatalog
         return at > 0 && _byName.TryGetValue(name[..at], out model) ? model : null;
     }
 
-    public ModelCatalog With(string key, IReadOnlyList<string> loadedInstanceIds)
+    /// <summary>Every name that resolves to <paramref name="key"/>: the key, its unambiguous bare name, its instance ids.</summary>
+    public IEnumerable<string> NamesOf(string key)
     {
-        var models = Models.Select(m => string.Equals(m.Key, key, StringComparison.OrdinalIgnoreCase) ? m with { LoadedInstanceIds = loadedInstanceIds } : m).ToList();
-        return new ModelCatalog(models);
+        foreach (var (name, model) in _byName)
+        {
+            if (string.Equals(model.Key, key, StringComparison.OrdinalIgnoreCase)) yield return name;
+        }
+    }
+
+    /// <summary>The models of several hosts, each key once, with the instances of all hosts (for name resolution).</summary>
+    public static ModelCatalog Union(IEnumerable<ModelCatalog> catalogs)
+    {
+        var byKey = new Dictionary<string, CatalogModel>(StringComparer.OrdinalIgnoreCase);
+        var order = new List<string>();
+        foreach (var model in catalogs.SelectMany(c => c.Models))
+        {
+            if (byKey.TryGetValue(model.Key, out var seen))
+            {
+                byKey[model.Key] = seen with { Instances = [.. seen.Instances, .. model.Instances] };
+                continue;
+            }
+            byKey[model.Key] = model;
+            order.Add(model.Key);
+        }
+        return new ModelCatalog([.. order.Select(k => byKey[k])]);
+    }
+
+    private static string? BareName(string key)
+    {
+        var slash = key.LastIndexOf('/');
+        return slash >= 0 ? key[(slash + 1)..] : null;
     }
 }

@@ -3,23 +3,19 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using LmsProxy.Configuration;
 using LmsProxy.Models;
-using LmsProxy.Security;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace LmsProxy.Proxy;
 
 /// <summary>
-/// GET /v1/models: LM Studio's own list, plus every downloaded model it left out (with JIT off it lists only
-/// loaded ones) and the configured aliases, so model pickers can offer all the proxy can serve.
-/// When nothing is missing the body passes through byte for byte.
+/// GET /v1/models: LM Studio's own list, plus every model a host has downloaded that it left out (with JIT off it
+/// lists only loaded ones; with several hosts it lists only its own) and the configured aliases, so model pickers
+/// can offer all the proxy can serve. When nothing is missing the body passes through byte for byte.
 /// </summary>
-public sealed class ModelListTransformer(ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
+public sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
 {
-    public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
-    {
-        await Default.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
-        UpstreamCredentials.Apply(proxyRequest, options);
-    }
+    public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
+        requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
 
     private const int MaxListBytes = 16 * 1024 * 1024;
 
@@ -60,8 +56,7 @@ public sealed class ModelListTransformer(ModelCatalog catalog, LmsProxyOptions o
         foreach (var model in catalog.Models)
         {
             if (!listed.Add(model.Key)) continue;
-            var slash = model.Key.IndexOf('/');
-            data.Add(new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = slash > 0 ? model.Key[..slash] : "organization_owner" });
+            data.Add(new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = ModelLookup.OwnerOf(model.Key) });
             added++;
         }
         foreach (var alias in options.Aliases.Keys)

@@ -3,7 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace LmsProxy.Proxy;
 
-/// <summary>An error the proxy answers itself, in OpenAI's shape: {"error":{"message","type","code"}}.</summary>
+/// <summary>
+/// An error the proxy answers itself, in the shape the client's SDK parses: OpenAI's {"error":{"message","type","code"}},
+/// or Anthropic's {"type":"error","error":{"type","message"}} on /v1/messages.
+/// </summary>
 public sealed record ProxyError(int Status, string Code, string Message, TimeSpan? RetryAfter = null)
 {
     public string Type => Status switch
@@ -13,6 +16,21 @@ public sealed record ProxyError(int Status, string Code, string Message, TimeSpa
         _ => "server_error",
     };
 
+    /// <summary>Anthropic's error types by status (its SDKs map them to exception classes).</summary>
+    public string AnthropicType => Status switch
+    {
+        StatusCodes.Status401Unauthorized => "authentication_error",
+        StatusCodes.Status403Forbidden => "permission_error",
+        StatusCodes.Status404NotFound => "not_found_error",
+        StatusCodes.Status413PayloadTooLarge => "request_too_large",
+        StatusCodes.Status429TooManyRequests => "rate_limit_error",
+        StatusCodes.Status503ServiceUnavailable => "overloaded_error",
+        < 500 => "invalid_request_error",
+        _ => "api_error",
+    };
+
+    public static bool IsAnthropic(HttpRequest request) => request.Path.StartsWithSegments("/v1/messages", StringComparison.OrdinalIgnoreCase);
+
     public async Task WriteAsync(HttpContext context)
     {
         if (context.Response.HasStarted) return;
@@ -21,13 +39,16 @@ public sealed record ProxyError(int Status, string Code, string Message, TimeSpa
         if (Status == StatusCodes.Status401Unauthorized) context.Response.Headers.WWWAuthenticate = "Bearer";
         if (RetryAfter is { } wait) context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
         context.Response.ContentType = "application/json";
-        var body = new ErrorBody(new ErrorDetail(Message, Type, Code));
-        await JsonSerializer.SerializeAsync(context.Response.Body, body, ErrorJsonTypeInfo, context.RequestAborted);
+        await context.Response.Body.WriteAsync(Serialize(IsAnthropic(context.Request)), context.RequestAborted);
     }
 
+    /// <summary>The body alone, for an error that must travel inside a stream that has already started.</summary>
+    public byte[] Serialize(bool anthropic) => anthropic
+        ? JsonSerializer.SerializeToUtf8Bytes(new AnthropicErrorBody("error", new AnthropicErrorDetail(AnthropicType, Message)), Json.AnthropicErrorBody)
+        : JsonSerializer.SerializeToUtf8Bytes(new ErrorBody(new ErrorDetail(Message, Type, Code)), Json.ErrorBody);
+
     // Messages are for people: keep quotes and apostrophes readable rather than \u0027-escaped.
-    private static readonly System.Text.Json.Serialization.Metadata.JsonTypeInfo<ErrorBody> ErrorJsonTypeInfo =
-        new ErrorJson(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }).ErrorBody;
+    private static readonly ErrorJson Json = new(new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
     public static ProxyError BadRequest(string code, string message) => new(StatusCodes.Status400BadRequest, code, message);
 }
@@ -39,5 +60,14 @@ public sealed record ErrorDetail(
     [property: JsonPropertyName("type")] string Type,
     [property: JsonPropertyName("code")] string Code);
 
+public sealed record AnthropicErrorBody(
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("error")] AnthropicErrorDetail Error);
+
+public sealed record AnthropicErrorDetail(
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("message")] string Message);
+
 [JsonSerializable(typeof(ErrorBody))]
+[JsonSerializable(typeof(AnthropicErrorBody))]
 internal sealed partial class ErrorJson : JsonSerializerContext;

@@ -1,10 +1,10 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Runtime.CompilerServices;
 using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
-using LmsProxy.Loading;
-using LmsProxy.Models;
+using LmsProxy.Hosts;
+using LmsProxy.Scheduling;
 using Polly;
 using Polly.Retry;
 using Yarp.ReverseProxy.Forwarder;
@@ -12,146 +12,282 @@ using Yarp.ReverseProxy.Forwarder;
 namespace LmsProxy.Proxy;
 
 /// <summary>
-/// The way of a proxied request: read the model (inference requests only), hold until it is loaded,
-/// forward with YARP, and re-send while LM Studio still says "not loaded" and nothing reached the client.
-/// YARP's direct forwarder is used (rather than the route pipeline) because only it can send one request twice.
+/// The way of a proxied request. Inference requests: read the model, take a warm instance (no lock, no I/O) or wait
+/// for the scheduler to make one ready, forward with YARP, and re-send while LM Studio still says "not loaded" or a
+/// host cannot be reached, as long as nothing reached the client and the hold deadline allows. Everything else is
+/// forwarded as it is. YARP's direct forwarder is used because only it can send one request twice.
 /// </summary>
 public sealed partial class ProxyHandler
 {
+    private static readonly HashSet<string> KnownPaths = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
+        "/api/v0/models", "/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings",
+        "/api/v1/chat", "/api/v1/models", "/api/v1/models/load", "/api/v1/models/unload", "/api/v1/models/download", "/lmstudio-greeting",
+    };
+
     private readonly IHttpForwarder _forwarder;
     private readonly HttpMessageInvoker _invoker;
     private readonly ProxySettings _settings;
-    private readonly LoadCoordinator _coordinator;
-    private readonly ModelRegistry _registry;
-    private readonly LmStudioApi _api;
+    private readonly Scheduler _scheduler;
+    private readonly HostCluster _cluster;
+    private readonly ConversationAffinity _affinity;
     private readonly ProxyMetrics _metrics;
+    private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ResiliencePipeline<Attempt> _resend;
+    private readonly ConditionalWeakTable<LmStudioHost, HostTransformers> _transformers = [];
     private (LmsProxyOptions Options, ForwarderRequestConfig Config) _requestConfig;
 
-    public ProxyHandler(IHttpForwarder forwarder, UpstreamInvoker invoker, ProxySettings settings, LoadCoordinator coordinator,
-        ModelRegistry registry, LmStudioApi api, ProxyMetrics metrics, ILoggerFactory loggerFactory)
+    public ProxyHandler(IHttpForwarder forwarder, UpstreamInvoker invoker, ProxySettings settings, Scheduler scheduler, HostCluster cluster,
+        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory)
     {
-        _api = api;
+        _time = time;
         _forwarder = forwarder;
         _invoker = invoker.Invoker;
         _settings = settings;
-        _coordinator = coordinator;
-        _registry = registry;
+        _scheduler = scheduler;
+        _cluster = cluster;
+        _affinity = affinity;
         _metrics = metrics;
         _logger = loggerFactory.CreateLogger("LmsProxy.Requests");
+        // Re-sends are bounded by the request's hold deadline (the scheduler answers HoldTimeout past it), not by a count;
+        // the scheduler's guards stop an LM Studio that keeps contradicting itself.
         _resend = new ResiliencePipelineBuilder<Attempt>()
             .AddRetry(new RetryStrategyOptions<Attempt>
             {
-                // The count is read per attempt so a configuration edit applies at once.
-                MaxRetryAttempts = 10,
+                MaxRetryAttempts = int.MaxValue,
                 Delay = TimeSpan.Zero,
-                ShouldHandle = args => ValueTask.FromResult(
-                    args.Outcome.Result is { Kind: AttemptKind.NotLoaded } && args.AttemptNumber < _settings.Current.NotLoadedRetries),
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { Kind: AttemptKind.NotLoaded or AttemptKind.Unreachable }),
             })
             .Build();
     }
 
     public async Task HandleAsync(HttpContext context)
     {
-        var started = Stopwatch.GetTimestamp();
         var options = _settings.Current;
-        if (!ModelRequestReader.CarriesModel(context.Request))
+        if (ModelRequestReader.CarriesModel(context.Request))
         {
-            HttpTransformer transformer = ModelListTransformer.Handles(context.Request)
-                ? new ModelListTransformer(await CurrentCatalogAsync(context.RequestAborted), options)
-                : new UpstreamResponseTransformer(_metrics, options, detectNotLoaded: false);
-            var error = await _forwarder.SendAsync(context, UpstreamPrefix(options), _invoker, RequestConfig(options), transformer);
-            await Finish(context, null, new Attempt(AttemptKind.Forwarded, error), TimeSpan.Zero, started);
+            await HandleModelRequestAsync(context, options);
+            return;
+        }
+        if (ModelLookup.Handles(context.Request))
+        {
+            await ModelLookup.AnswerAsync(context, _scheduler, options);
+            return;
+        }
+        if (TokenCounter.Handles(context.Request))
+        {
+            await TokenCounter.AnswerAsync(context, options);
             return;
         }
 
+        var host = _scheduler.DefaultHost();
+        if (host is null)
+        {
+            await new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", "No LM Studio host is configured.").WriteAsync(context);
+            return;
+        }
+        var transformers = TransformersFor(host);
+        HttpTransformer transformer = ModelListTransformer.Handles(context.Request)
+            ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
+            : IsKnownPath(context.Request.Path) || context.WebSockets.IsWebSocketRequest ? transformers.PassThrough : transformers.UnknownPath;
+        var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
+        await FinishAsync(context, null, new Attempt(AttemptKind.Forwarded, host, Error: error), TimeSpan.Zero, _time.GetTimestamp(), warm: true);
+    }
+
+    private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
+    {
+        var started = _time.GetTimestamp();
         var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, context.RequestAborted);
         if (problem is not null)
         {
             await problem.WriteAsync(context);
-            Record(context, null, "bad_request", TimeSpan.Zero, started);
+            Record(context, null, null, "bad_request", TimeSpan.Zero, started, warm: false);
             return;
         }
+        using (request)
+        {
+            var pin = request!.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
+            var last = default(Attempt);
 
-        var state = new RequestState(this, context, request!);
-        var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
-        await Finish(context, request, attempt, state.Held, started);
+            // The warm path: a ready instance, leased without a lock; most requests end here.
+            if (_scheduler.TryWarm(request.Model, pin) is { } warm)
+            {
+                Attempt first;
+                try
+                {
+                    first = await ForwardAsync(context, request, warm.Host, warm, TransformMode.Inference);
+                }
+                finally
+                {
+                    _scheduler.Release(warm);
+                }
+                if (first.Kind != AttemptKind.Forwarded || first.Error != ForwarderError.None)
+                {
+                    last = first;
+                    if (first.Kind == AttemptKind.Forwarded)
+                    {
+                        await FinishAsync(context, request, first, TimeSpan.Zero, started, warm: false);
+                        return;
+                    }
+                }
+                else
+                {
+                    Scheduler.ForwardSucceeded(warm);
+                    Interlocked.Increment(ref warm.Forwarded.Value);
+                    if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true);
+                    return;
+                }
+            }
+
+            var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
+            var state = new RequestState(this, context, request, pin, deadline) { Last = last };
+            var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
+            await FinishAsync(context, request, attempt, state.Held, started, warm: false);
+        }
     }
 
+    /// <summary>One try: deal with what the last try said, wait for a ready instance, forward.</summary>
     private async ValueTask<Attempt> AttemptAsync(RequestState state)
     {
         var (context, request) = (state.Context, state.Request);
-        var ensured = await _coordinator.EnsureLoadedAsync(request.Model, context.RequestAborted);
-        state.Held += ensured.Held;
-        if (ensured.Status is not (EnsureStatus.Ready or EnsureStatus.Unverified)) return new Attempt(AttemptKind.Refused, Refusal: ensured);
+        switch (state.Last)
+        {
+            case { Kind: AttemptKind.NotLoaded, Instance: { } instance }:
+                if (await _scheduler.ReportNotLoadedAsync(instance, context.RequestAborted) is { } refusal) return new(AttemptKind.Refused, Refusal: refusal);
+                break;
+            case { Kind: AttemptKind.Unreachable, Host: { } unreachable }:
+                _cluster.ReportUnreachable(unreachable);
+                state.Unreachable.Add(unreachable);
+                if (state.Pin is not null) return new(AttemptKind.Refused, Refusal: Scheduler.ConversationHostDown(state.Pin));
+                break;
+        }
 
-        context.Request.Body = new MemoryStream(request.Body, writable: false);
-        context.Request.ContentLength = request.Body.Length;
-        context.Request.Headers.TransferEncoding = default;
+        var admission = await _scheduler.AdmitAsync(request.Model, state.Pin, state.Deadline, context.RequestAborted);
+        state.Held += admission.Held;
+        if (!admission.CanForward) return new(AttemptKind.Refused, admission.Host, Refusal: admission);
+        if (state.Unreachable.Contains(admission.Host!))
+        {
+            // Nowhere else to go: the host that just failed is the only one with this model.
+            if (admission.Instance is { } taken) _scheduler.Release(taken);
+            return new(AttemptKind.Forwarded, admission.Host, Error: ForwarderError.Request);
+        }
         if (state.Held > TimeSpan.Zero)
         {
             context.Response.Headers["X-LmsProxy-Hold-Ms"] = ((long)state.Held.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
         }
-
-        var options = _settings.Current;
-        var transformer = new UpstreamResponseTransformer(_metrics, options, detectNotLoaded: true);
-        var error = await _forwarder.SendAsync(context, UpstreamPrefix(options), _invoker, RequestConfig(options), transformer);
-        if (!transformer.NotLoaded) return new Attempt(AttemptKind.Forwarded, error);
-
-        // LM Studio evicted the model, or JIT did not load it: correct the registry so the next attempt loads it.
-        _registry.MarkNotLoaded(request.Model);
-        _metrics.NotLoadedAbsorbed(request.Model);
-        LogNotLoadedAbsorbed(_logger, request.Model);
-        context.Response.Clear();
-        return new Attempt(AttemptKind.NotLoaded, error);
+        if (admission.Instance is not { } leased)
+        {
+            // LM Studio refuses the proxy's own calls: the request goes as it is and LM Studio answers.
+            return await ForwardAsync(context, request, admission.Host!, null, TransformMode.PassThrough);
+        }
+        try
+        {
+            var attempt = await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
+            if (attempt.Kind == AttemptKind.Forwarded && attempt.Error == ForwarderError.None) Scheduler.ForwardSucceeded(leased);
+            return attempt;
+        }
+        finally
+        {
+            _scheduler.Release(leased);
+        }
     }
 
-    private async Task Finish(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started)
+    private async ValueTask<Attempt> ForwardAsync(HttpContext context, ModelRequest request, LmStudioHost host, Instance? instance, TransformMode mode)
+    {
+        context.Request.Body = request.OpenBody();
+        context.Request.ContentLength = request.Length;
+        context.Request.Headers.TransferEncoding = default;
+        if (_scheduler.Hosts.Count > 1) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
+
+        var transformers = TransformersFor(host);
+        var transformer = mode == TransformMode.Inference ? transformers.Inference : transformers.PassThrough;
+        var options = _settings.Current;
+        var body = context.Response.Body;
+        var capture = _scheduler.Hosts.Count > 1 ? ResponseIdCapture.For(context.Request, body, id => _affinity.Record(id, host)) : null;
+        if (capture is not null) context.Response.Body = capture;
+        ForwarderError error;
+        try
+        {
+            error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
+        }
+        finally
+        {
+            if (capture is not null) context.Response.Body = body;
+        }
+
+        if (context.Features.Get<ForwardSignal>() is not null)
+        {
+            // LM Studio evicted the model, or JIT did not load it; nothing reached the client.
+            context.Features.Set<ForwardSignal>(null);
+            context.Response.Clear();
+            return new(AttemptKind.NotLoaded, host, instance);
+        }
+        if (error == ForwarderError.Request && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        {
+            context.Response.Clear();
+            return new(AttemptKind.Unreachable, host, instance);
+        }
+        return new(AttemptKind.Forwarded, host, instance, error);
+    }
+
+    private async Task FinishAsync(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started, bool warm)
     {
         var outcome = attempt.Kind switch
         {
             AttemptKind.Refused => await WriteRefusal(context, request!.RequestedModel, attempt.Refusal),
-            AttemptKind.NotLoaded => await Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_not_loaded",
-                $"LM Studio still answered that '{request!.Model}' is not loaded after {_settings.Current.NotLoadedRetries} reloads.", TimeSpan.FromSeconds(5)), "retries_exhausted"),
-            _ => await WriteForwarderError(context, attempt.Error),
+            _ => await WriteForwarderError(context, attempt.Host, attempt.Error),
         };
-        Record(context, request, outcome, held, started);
+        Record(context, request, attempt.Host ?? attempt.Refusal.Host, outcome, held, started, warm);
     }
 
-    /// <summary>The request's metric and its one log line.</summary>
-    private void Record(HttpContext context, ModelRequest? request, string outcome, TimeSpan held, long started)
+    /// <summary>The request's metric and its log line (on the warm path, only at Debug level).</summary>
+    private void Record(HttpContext context, ModelRequest? request, LmStudioHost? host, string outcome, TimeSpan held, long started, bool warm)
     {
-        _metrics.RequestEnded(request?.Model, outcome);
+        if (request is not null || outcome != "forwarded")
+        {
+            var model = request is not null && _scheduler.Catalog.Resolve(request.Model) is { } known ? known.Key : ProxyMetrics.NoModel;
+            _metrics.RequestEnded(model, host?.Name ?? "-", outcome);
+        }
+        if (!warm || _logger.IsEnabled(LogLevel.Debug) || context.Response.StatusCode >= 500) Log(context, request, held, started, warm);
+    }
+
+    private void Log(HttpContext context, ModelRequest? request, TimeSpan held, long started, bool warm)
+    {
         // PathString converts to its escaped form: a %0A in the path cannot forge a log line (tested).
-        LogRequest(_logger, context.Request.Method, context.Request.Path, request?.RequestedModel ?? "-", context.Response.StatusCode,
-            (long)held.TotalMilliseconds, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        var level = warm && context.Response.StatusCode < 500 ? LogLevel.Debug : LogLevel.Information;
+        LogRequest(_logger, level, context.Request.Method, context.Request.Path, request?.RequestedModel ?? "-", context.Response.StatusCode,
+            (long)held.TotalMilliseconds, _time.GetElapsedTime(started).TotalMilliseconds);
     }
 
-    private static Task<string> WriteRefusal(HttpContext context, string model, EnsureResult refusal) => refusal.Status switch
+    private static Task<string> WriteRefusal(HttpContext context, string model, Admission refusal) => refusal.Status switch
     {
-        EnsureStatus.NotFound => Write(context, new ProxyError(StatusCodes.Status404NotFound, "model_not_found", refusal.Detail!), "not_found"),
-        EnsureStatus.LoadFailed => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_load_failed", $"Loading '{model}' failed: {refusal.Detail}", TimeSpan.FromSeconds(5)), "load_failed"),
-        EnsureStatus.UpstreamUnavailable => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", refusal.Detail!), "upstream_unavailable"),
-        EnsureStatus.HoldTimeout => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_loading", refusal.Detail! + " It is still loading; retry shortly.", TimeSpan.FromSeconds(10)), "hold_timeout"),
-        EnsureStatus.QueueFull => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "too_many_waiting", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(5)), "queue_full"),
+        AdmissionStatus.NotFound => Write(context, new ProxyError(StatusCodes.Status404NotFound, "model_not_found", refusal.Detail!), "not_found"),
+        AdmissionStatus.LoadFailed => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_load_failed", $"Loading '{model}' failed: {refusal.Detail}", TimeSpan.FromSeconds(5)), "load_failed"),
+        AdmissionStatus.UpstreamUnavailable => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", refusal.Detail!), "upstream_unavailable"),
+        AdmissionStatus.HoldTimeout => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_loading", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(10)), "hold_timeout"),
+        AdmissionStatus.QueueFull => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "too_many_waiting", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(5)), "queue_full"),
+        AdmissionStatus.TooLarge => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_too_large", $"'{model}' cannot be loaded: {refusal.Detail}"), "too_large"),
+        AdmissionStatus.ConversationHostDown => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "conversation_host_unavailable", refusal.Detail!, TimeSpan.FromSeconds(10)), "conversation_host_down"),
+        AdmissionStatus.Inconsistent => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "lmstudio_inconsistent", refusal.Detail!, TimeSpan.FromSeconds(10)), "inconsistent"),
         _ => Task.FromResult("cancelled"),
     };
 
-    private Task<string> WriteForwarderError(HttpContext context, ForwarderError error)
+    private Task<string> WriteForwarderError(HttpContext context, LmStudioHost? host, ForwarderError error)
     {
         if (error == ForwarderError.None) return Task.FromResult("forwarded");
         if (context.RequestAborted.IsCancellationRequested || error is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled) return Task.FromResult("cancelled");
         if (context.Response.HasStarted) return Task.FromResult("upstream_aborted");
 
-        var upstream = _settings.Current.Upstream;
+        var upstream = host?.Url.ToString() ?? "(no host)";
         var detail = context.Features.Get<IForwarderErrorFeature>()?.Exception?.Message;
         return error switch
         {
             ForwarderError.RequestTimedOut => Write(context, new ProxyError(StatusCodes.Status504GatewayTimeout, "upstream_timeout",
                 $"LM Studio at {upstream} sent nothing for {_settings.Current.ActivityTimeout.TotalSeconds:0} s (LmsProxy:ActivityTimeout)."), "upstream_timeout"),
             ForwarderError.Request => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable",
-                $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"}. {LmStudioApi.StartHint}"), "upstream_unavailable"),
+                $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"}. {Loading.LmStudioApi.StartHint}"), "upstream_unavailable"),
             ForwarderError.RequestBodyClient => Write(context, ProxyError.BadRequest("request_body_error", $"The request body could not be read: {detail}"), "bad_request"),
             _ => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_error", $"Forwarding to LM Studio at {upstream} failed ({error}): {detail}"), "upstream_error"),
         };
@@ -163,19 +299,25 @@ public sealed partial class ProxyHandler
         return outcome;
     }
 
-    private async Task<ModelCatalog> CurrentCatalogAsync(CancellationToken cancellationToken)
+    private async Task<Models.ModelCatalog> CurrentCatalogAsync(CancellationToken cancellationToken)
     {
-        try
-        {
-            return await _registry.RefreshAsync(_api, cancellationToken);
-        }
-        catch (Exception ex) when (ex is UpstreamUnavailableException or UpstreamRefusedException)
-        {
-            return _registry.Catalog;
-        }
+        await _scheduler.RefreshAllAsync(cancellationToken);
+        return _scheduler.Catalog;
     }
 
-    private static string UpstreamPrefix(LmsProxyOptions options) => options.Upstream.AbsoluteUri.TrimEnd('/');
+    private static bool IsKnownPath(PathString path)
+    {
+        var value = path.Value!;
+        if (KnownPaths.Contains(value.TrimEnd('/'))) return true;
+        return value.StartsWith("/api/v0/models/", StringComparison.OrdinalIgnoreCase)
+            || value.StartsWith("/api/v1/models/download/status/", StringComparison.OrdinalIgnoreCase);
+    }
+
+    private HostTransformers TransformersFor(LmStudioHost host) =>
+        _transformers.GetValue(host, h => new HostTransformers(
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough),
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.Inference),
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.UnknownPath)));
 
     private ForwarderRequestConfig RequestConfig(LmsProxyOptions options)
     {
@@ -186,26 +328,30 @@ public sealed partial class ProxyHandler
         return config;
     }
 
+    private sealed record HostTransformers(HttpTransformer PassThrough, HttpTransformer Inference, HttpTransformer UnknownPath);
+
     private enum AttemptKind
     {
         Forwarded,
         Refused,
         NotLoaded,
+        Unreachable,
     }
 
-    private readonly record struct Attempt(AttemptKind Kind, ForwarderError Error = ForwarderError.None, EnsureResult Refusal = default);
+    private readonly record struct Attempt(AttemptKind Kind, LmStudioHost? Host = null, Instance? Instance = null, ForwarderError Error = ForwarderError.None, Admission Refusal = default);
 
-    private sealed class RequestState(ProxyHandler handler, HttpContext context, ModelRequest request)
+    private sealed class RequestState(ProxyHandler handler, HttpContext context, ModelRequest request, LmStudioHost? pin, long deadline)
     {
         public ProxyHandler Handler { get; } = handler;
         public HttpContext Context { get; } = context;
         public ModelRequest Request { get; } = request;
+        public LmStudioHost? Pin { get; } = pin;
+        public long Deadline { get; } = deadline;
         public TimeSpan Held { get; set; }
+        public Attempt Last { get; set; }
+        public HashSet<LmStudioHost> Unreachable { get; } = [];
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "{Method} {Path} model={Model} status={Status} hold_ms={HoldMs} total_ms={TotalMs:0.0}")]
-    private static partial void LogRequest(ILogger logger, string method, string path, string model, int status, long holdMs, double totalMs);
-
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "LM Studio answered that {Model} is not loaded; loading it and re-sending")]
-    private static partial void LogNotLoadedAbsorbed(ILogger logger, string model);
+    [LoggerMessage(EventId = 1, Message = "{Method} {Path} model={Model} status={Status} hold_ms={HoldMs} total_ms={TotalMs:0.0}")]
+    private static partial void LogRequest(ILogger logger, LogLevel level, string method, string path, string model, int status, long holdMs, double totalMs);
 }

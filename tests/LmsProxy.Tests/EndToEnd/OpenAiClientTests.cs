@@ -124,12 +124,11 @@ public sealed class OpenAiClientTests : IAsyncLifetime
     // The background refresh sees the eviction within RefreshInterval; the proxy then loads before forwarding.
     private async Task WaitUntilProxyKnowsItIsGone()
     {
-        var registry = _env.Proxy.Registry;
-        var api = (LmsProxy.Loading.LmStudioApi)_env.Proxy.Services.GetService(typeof(LmsProxy.Loading.LmStudioApi))!;
+        var scheduler = _env.Proxy.Scheduler;
         await Eventually.Until(async () =>
         {
-            await registry.RefreshAsync(api, CancellationToken.None);
-            return !registry.IsLoaded("qwen/qwen3-8b");
+            await scheduler.RefreshAllAsync(CancellationToken.None);
+            return scheduler.Snapshot().Hosts.All(h => h.Instances.All(i => i.Model != "qwen/qwen3-8b"));
         });
     }
 }

@@ -29,7 +29,7 @@ public sealed class BadInputTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(code, await response.ErrorCode());
         Assert.Equal(0, _env.Simulator.State.InferenceRequests);
-        Assert.Empty(_env.Lms.Calls);
+        Assert.All(_env.Lms.Calls, c => Assert.Equal("ls --json", c));
     }
 
     [Fact(Timeout = 15000)]

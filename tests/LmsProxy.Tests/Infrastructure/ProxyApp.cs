@@ -1,4 +1,4 @@
-using LmsProxy.Models;
+using LmsProxy.Scheduling;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -39,11 +39,17 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
 
     public HttpClient Client(TimeSpan? timeout = null) => new() { BaseAddress = Url, Timeout = timeout ?? TimeSpan.FromSeconds(30) };
 
-    public LoadCoordinator Coordinator => Services.GetRequiredService<LoadCoordinator>();
+    public Scheduler Scheduler => Services.GetRequiredService<Scheduler>();
 
-    public ModelRegistry Registry => Services.GetRequiredService<ModelRegistry>();
+    /// <summary>Requests held now, as /status shows them.</summary>
+    public int HeldNow => Scheduler.Snapshot().Models.Sum(m => m.Held);
 
-    public int HeldNow => Coordinator.Slots.Sum(s => Volatile.Read(ref s.Value.Held));
+    /// <summary>Whether the proxy holds <paramref name="key"/> as loaded and ready on some host.</summary>
+    public bool IsLoaded(string key) =>
+        Scheduler.Snapshot().Hosts.Any(h => h.Instances.Any(i => i.Model == key && i.State == InstanceState.Ready));
+
+    /// <summary>True once every host's model list was read (as at the end of start-up in normal operation).</summary>
+    public bool Refreshed => Scheduler.Snapshot().Hosts.All(h => h.RefreshedAt is not null);
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {

@@ -7,7 +7,7 @@ public sealed class ModelCatalogTests
 {
     private static readonly ModelCatalog Catalog = new(
     [
-        new CatalogModel("qwen/qwen3-8b", "llm", ["qwen/qwen3-8b", "qwen/qwen3-8b:2"]),
+        new CatalogModel("qwen/qwen3-8b", "llm", [new LoadedInstance("qwen/qwen3-8b"), new LoadedInstance("qwen/qwen3-8b:2")]),
         new CatalogModel("lmstudio-community/qwen3-8b", "llm", []),
         new CatalogModel("google/gemma-3-1b", "llm", []),
         new CatalogModel("text-embedding-nomic", "embedding", []),
@@ -30,37 +30,16 @@ public sealed class ModelCatalogTests
     public void Resolve_RefusesAmbiguousOrPartialNames(string name) => Assert.Null(Catalog.Resolve(name));
 
     [Fact]
-    public void Registry_TracksLoadsAndEvictions_WithoutIo()
+    public void Union_ListsEachModelOnce_AndResolvesInstancesOfEveryHost()
     {
-        var registry = new ModelRegistry(TimeProvider.System);
-        Assert.True(registry.Update(Catalog, registry.Version));
+        var other = new ModelCatalog([new CatalogModel("google/gemma-3-1b", "llm", [new LoadedInstance("google/gemma-3-1b")]), new CatalogModel("openai/gpt-oss-20b", "llm", [])]);
 
-        Assert.True(registry.IsLoaded("qwen/qwen3-8b"));
-        Assert.True(registry.IsLoaded("qwen/qwen3-8b:2"));
-        Assert.False(registry.IsLoaded("gemma-3-1b"));
+        var union = ModelCatalog.Union([Catalog, other]);
 
-        registry.MarkLoaded("google/gemma-3-1b", "google/gemma-3-1b");
-        registry.MarkNotLoaded("qwen/qwen3-8b");
-
-        Assert.True(registry.IsLoaded("gemma-3-1b"));
-        Assert.False(registry.IsLoaded("qwen/qwen3-8b"));
-        Assert.False(registry.IsLoaded("qwen/qwen3-8b:2"));
-    }
-
-    [Fact]
-    public void Registry_DoesNotLetAnOlderCatalogUndoALoadThatFinishedDuringTheRead()
-    {
-        var registry = new ModelRegistry(TimeProvider.System);
-        registry.Update(Catalog, registry.Version);
-        var readStarted = registry.Version;        // a refresh starts reading LM Studio's list...
-        registry.MarkLoaded("google/gemma-3-1b", "google/gemma-3-1b"); // ...a load finishes meanwhile...
-
-        var applied = registry.Update(Catalog, readStarted);           // ...and the older list arrives.
-
-        Assert.False(applied);
-        Assert.True(registry.IsLoaded("google/gemma-3-1b"));
-        Assert.True(registry.Update(Catalog, registry.Version));       // the next read applies
-        Assert.False(registry.IsLoaded("google/gemma-3-1b"));
+        Assert.Equal(["qwen/qwen3-8b", "lmstudio-community/qwen3-8b", "google/gemma-3-1b", "text-embedding-nomic", "openai/gpt-oss-20b"], union.Models.Select(m => m.Key));
+        Assert.Equal("qwen/qwen3-8b", union.Resolve("qwen/qwen3-8b:2")?.Key);
+        Assert.True(union.Resolve("gemma-3-1b")!.IsLoaded);
+        Assert.Contains("gemma-3-1b", union.NamesOf("google/gemma-3-1b"));
     }
 
     [Theory]
@@ -83,7 +62,6 @@ public sealed class ModelCatalogTests
         {
             Upstream = new Uri("http://localhost:1234/v1"),
             MaxHeldPerModel = 0,
-            NotLoadedRetries = 11,
             Preload = ["-bad"],
             ApiKeys = ["short"],
             Models = { ["m"] = new ModelLoadSettings { Gpu = "2", Ttl = 0 } },
@@ -94,11 +72,38 @@ public sealed class ModelCatalogTests
         Assert.Collection(errors,
             e => Assert.Contains("LmsProxy:Upstream must not have a path", e),
             e => Assert.Contains("LmsProxy:MaxHeldPerModel", e),
-            e => Assert.Contains("LmsProxy:NotLoadedRetries", e),
             e => Assert.Contains("LmsProxy:ApiKeys", e),
             e => Assert.Contains("LmsProxy:Preload entry '-bad'", e),
             e => Assert.Contains("LmsProxy:Models:m:Ttl", e),
             e => Assert.Contains("LmsProxy:Models:m:Gpu", e));
         Assert.Empty(OptionsValidation.Validate(new LmsProxyOptions()));
+    }
+}
+
+public sealed class HostOptionsValidationTests
+{
+    [Fact]
+    public void Hosts_AreValidated_WithOneSentencePerProblem()
+    {
+        var options = new LmsProxyOptions
+        {
+            Hosts =
+            {
+                ["gpu-a"] = new LmStudioHostOptions { Url = new Uri("http://10.0.0.1:1234") },
+                ["gpu b"] = new LmStudioHostOptions { Url = new Uri("http://10.0.0.2:1234") },
+                ["gpu-c"] = new LmStudioHostOptions { Url = null },
+                ["gpu-d"] = new LmStudioHostOptions { Url = new Uri("http://10.0.0.1:1234"), Capacity = new CapacityOptions { MaxLoadedModels = -1 } },
+            },
+            Capacity = { MaxSwapWait = TimeSpan.FromSeconds(-1) },
+        };
+
+        var errors = OptionsValidation.Validate(options);
+
+        Assert.Contains(errors, e => e.Contains("LmsProxy:Hosts:gpu b: a host name", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("LmsProxy:Hosts:gpu-c:Url is required", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("LmsProxy:Hosts:gpu-d:Url is the same LM Studio as LmsProxy:Hosts:gpu-a:Url", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("LmsProxy:Hosts:gpu-d:Capacity:MaxLoadedModels", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("LmsProxy:Capacity:MaxSwapWait", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.StartsWith("LmsProxy:Hosts:gpu-a", StringComparison.Ordinal));
     }
 }

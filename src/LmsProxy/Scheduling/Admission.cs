@@ -1,0 +1,35 @@
+using LmsProxy.Hosts;
+
+namespace LmsProxy.Scheduling;
+
+public enum AdmissionStatus
+{
+    /// <summary>The request may go: to <see cref="Admission.Host"/>, holding a lease on <see cref="Admission.Instance"/>.</summary>
+    Ready,
+
+    /// <summary>LM Studio refuses the proxy's own calls (its auth is on, no token): forward unchecked, LM Studio answers.</summary>
+    Unverified,
+    NotFound,
+    LoadFailed,
+    UpstreamUnavailable,
+    HoldTimeout,
+    QueueFull,
+    Cancelled,
+
+    /// <summary>Nothing could ever make room for the model (it alone exceeds the budget, or the rest is pinned).</summary>
+    TooLarge,
+
+    /// <summary>The request continues a conversation whose state lives on a host that is down.</summary>
+    ConversationHostDown,
+
+    /// <summary>LM Studio keeps answering "not loaded" for a model it lists as loaded.</summary>
+    Inconsistent,
+}
+
+/// <summary>How a request's wait for a place to go ended. <see cref="Detail"/> is a client-safe sentence.</summary>
+public readonly record struct Admission(AdmissionStatus Status, LmStudioHost? Host = null, Instance? Instance = null, string? Detail = null, TimeSpan Held = default)
+{
+    public bool CanForward => Status is AdmissionStatus.Ready or AdmissionStatus.Unverified;
+
+    public static Admission Refused(AdmissionStatus status, string detail) => new(status, Detail: detail);
+}
