@@ -142,9 +142,10 @@ public sealed partial class ProxyHandler
             }
 
             var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
-            var state = new RequestState(this, context, request, pin, deadline) { Last = last };
+            await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
+            var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
             var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
-            await FinishAsync(context, request, attempt, state.Held, started, warm: false);
+            await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive);
         }
     }
 
@@ -166,6 +167,26 @@ public sealed partial class ProxyHandler
 
         var admission = await _scheduler.AdmitAsync(request.Model, state.Pin, state.Deadline, context.RequestAborted);
         state.Held += admission.Held;
+        if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
+
+        // No keep-alive is written between here and the end of this forward; they go on if the request waits again.
+        try
+        {
+            await keepAlive.HoldAsync();
+        }
+        catch (OperationCanceledException)
+        {
+            if (admission.Instance is { } taken) _scheduler.Release(taken);
+            return new(AttemptKind.Refused, Refusal: Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting."));
+        }
+        var attempt = await ForwardAdmittedAsync(state, admission);
+        keepAlive.Release(final: attempt.Kind is not (AttemptKind.NotLoaded or AttemptKind.Unreachable));
+        return attempt;
+    }
+
+    private async ValueTask<Attempt> ForwardAdmittedAsync(RequestState state, Admission admission)
+    {
+        var (context, request) = (state.Context, state.Request);
         if (!admission.CanForward) return new(AttemptKind.Refused, admission.Host, Refusal: admission);
         if (state.Unreachable.Contains(admission.Host!))
         {
@@ -173,18 +194,23 @@ public sealed partial class ProxyHandler
             if (admission.Instance is { } taken) _scheduler.Release(taken);
             return new(AttemptKind.Forwarded, admission.Host, Error: ForwarderError.Request);
         }
-        if (state.Held > TimeSpan.Zero)
+        var started = state.KeepAlive?.Committed == true;
+        if (state.Held > TimeSpan.Zero && !started)
         {
             context.Response.Headers["X-LmsProxy-Hold-Ms"] = ((long)state.Held.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
         }
         if (admission.Instance is not { } leased)
         {
             // LM Studio refuses the proxy's own calls: the request goes as it is and LM Studio answers.
-            return await ForwardAsync(context, request, admission.Host!, null, TransformMode.PassThrough);
+            return started
+                ? await ForwardIntoStartedStreamAsync(state, admission.Host!, null)
+                : await ForwardAsync(context, request, admission.Host!, null, TransformMode.PassThrough);
         }
         try
         {
-            var attempt = await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
+            var attempt = started
+                ? await ForwardIntoStartedStreamAsync(state, leased.Host, leased)
+                : await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
             if (attempt.Kind == AttemptKind.Forwarded && attempt.Error == ForwarderError.None) Scheduler.ForwardSucceeded(leased);
             return attempt;
         }
@@ -232,13 +258,89 @@ public sealed partial class ProxyHandler
         return new(AttemptKind.Forwarded, host, instance, error);
     }
 
-    private async Task FinishAsync(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started, bool warm)
+    /// <summary>
+    /// Forwards once keep-alives have started the response: YARP refuses to (the response has started), so the request
+    /// goes through the same connection pool by hand and LM Studio's stream is copied on, flushed at every read.
+    /// A "not loaded" answer is still held back for a re-send; any other refusal becomes an in-stream error.
+    /// </summary>
+    private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, Instance? instance)
     {
-        var outcome = attempt.Kind switch
+        var (context, request, keepAlive) = (state.Context, state.Request, state.KeepAlive!);
+        var aborted = context.RequestAborted;
+        using var message = new HttpRequestMessage(HttpMethod.Post, UpstreamTransformer.TargetUri(context, host.Prefix))
         {
-            AttemptKind.Refused => await WriteRefusal(context, request!.RequestedModel, attempt.Refusal),
-            _ => await WriteForwarderError(context, attempt.Host, attempt.Error),
+            Content = new ReadOnlyMemoryContent(request.Body),
+            Version = HttpVersion.Version11,
         };
+        foreach (var (name, values) in context.Request.Headers)
+        {
+            if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase)) message.Content.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+            else if (!HopByHop.Contains(name)) message.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
+        }
+        Security.UpstreamCredentials.Apply(message, _settings.Current, host.Options.ApiKey);
+
+        HttpResponseMessage response;
+        try
+        {
+            response = await _invoker.SendAsync(message, aborted);
+        }
+        catch (HttpRequestException) when (!aborted.IsCancellationRequested)
+        {
+            return new(AttemptKind.Unreachable, host, instance);
+        }
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode)
+            {
+                var text = await response.Content.ReadAsStringAsync(aborted);
+                if (instance is not null && response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.NotFound && UpstreamTransformer.IsNotLoadedAnswer(text))
+                {
+                    return new(AttemptKind.NotLoaded, host, instance);
+                }
+                await keepAlive.WriteErrorAsync(new ProxyError((int)response.StatusCode, "upstream_error", $"LM Studio answered HTTP {(int)response.StatusCode}: {Loading.Excerpt.Of(text, 1000)}"));
+                return new(AttemptKind.Forwarded, host, instance);
+            }
+            await using var body = await response.Content.ReadAsStreamAsync(aborted);
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+            try
+            {
+                int read;
+                while ((read = await body.ReadAsync(buffer, aborted)) > 0) await keepAlive.WriteAsync(buffer.AsMemory(0, read), aborted);
+            }
+            catch (Exception ex) when (ex is IOException or HttpRequestException && !aborted.IsCancellationRequested)
+            {
+                await keepAlive.WriteErrorAsync(new ProxyError(StatusCodes.Status502BadGateway, "upstream_aborted", $"LM Studio at {host.Url} ended the stream early: {ex.Message}"));
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+            return new(AttemptKind.Forwarded, host, instance);
+        }
+    }
+
+    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Host", "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Connection", "Proxy-Authorization", "Expect",
+    };
+
+    private async Task FinishAsync(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started, bool warm, StreamKeepAlive? keepAlive = null)
+    {
+        var (outcome, error) = attempt.Kind == AttemptKind.Refused ? RefusalError(request!.RequestedModel, attempt.Refusal) : ForwarderFailure(context, attempt.Host, attempt.Error, keepAlive);
+        if (error is not null)
+        {
+            if (keepAlive?.Committed == true)
+            {
+                // The 200 went out with the keep-alives: the error travels in the stream, in its protocol's shape.
+                await keepAlive.HoldAsync();
+                await keepAlive.WriteErrorAsync(error);
+                keepAlive.Release(final: true);
+            }
+            else
+            {
+                await error.WriteAsync(context);
+            }
+        }
         Record(context, request, attempt.Host ?? attempt.Refusal.Host, outcome, held, started, warm);
     }
 
@@ -261,42 +363,36 @@ public sealed partial class ProxyHandler
             (long)held.TotalMilliseconds, _time.GetElapsedTime(started).TotalMilliseconds);
     }
 
-    private static Task<string> WriteRefusal(HttpContext context, string model, Admission refusal) => refusal.Status switch
+    private static (string Outcome, ProxyError? Error) RefusalError(string model, Admission refusal) => refusal.Status switch
     {
-        AdmissionStatus.NotFound => Write(context, new ProxyError(StatusCodes.Status404NotFound, "model_not_found", refusal.Detail!), "not_found"),
-        AdmissionStatus.LoadFailed => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_load_failed", $"Loading '{model}' failed: {refusal.Detail}", TimeSpan.FromSeconds(5)), "load_failed"),
-        AdmissionStatus.UpstreamUnavailable => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", refusal.Detail!), "upstream_unavailable"),
-        AdmissionStatus.HoldTimeout => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_loading", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(10)), "hold_timeout"),
-        AdmissionStatus.QueueFull => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "too_many_waiting", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(5)), "queue_full"),
-        AdmissionStatus.TooLarge => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "model_too_large", $"'{model}' cannot be loaded: {refusal.Detail}"), "too_large"),
-        AdmissionStatus.ConversationHostDown => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "conversation_host_unavailable", refusal.Detail!, TimeSpan.FromSeconds(10)), "conversation_host_down"),
-        AdmissionStatus.Inconsistent => Write(context, new ProxyError(StatusCodes.Status503ServiceUnavailable, "lmstudio_inconsistent", refusal.Detail!, TimeSpan.FromSeconds(10)), "inconsistent"),
-        _ => Task.FromResult("cancelled"),
+        AdmissionStatus.NotFound => ("not_found", new(StatusCodes.Status404NotFound, "model_not_found", refusal.Detail!)),
+        AdmissionStatus.LoadFailed => ("load_failed", new(StatusCodes.Status503ServiceUnavailable, "model_load_failed", $"Loading '{model}' failed: {refusal.Detail}", TimeSpan.FromSeconds(5))),
+        AdmissionStatus.UpstreamUnavailable => ("upstream_unavailable", new(StatusCodes.Status502BadGateway, "upstream_unavailable", refusal.Detail!)),
+        AdmissionStatus.HoldTimeout => ("hold_timeout", new(StatusCodes.Status503ServiceUnavailable, "model_loading", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(10))),
+        AdmissionStatus.QueueFull => ("queue_full", new(StatusCodes.Status503ServiceUnavailable, "too_many_waiting", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(5))),
+        AdmissionStatus.TooLarge => ("too_large", new(StatusCodes.Status503ServiceUnavailable, "model_too_large", $"'{model}' cannot be loaded: {refusal.Detail}")),
+        AdmissionStatus.ConversationHostDown => ("conversation_host_down", new(StatusCodes.Status503ServiceUnavailable, "conversation_host_unavailable", refusal.Detail!, TimeSpan.FromSeconds(10))),
+        AdmissionStatus.Inconsistent => ("inconsistent", new(StatusCodes.Status503ServiceUnavailable, "lmstudio_inconsistent", refusal.Detail!, TimeSpan.FromSeconds(10))),
+        _ => ("cancelled", null),
     };
 
-    private Task<string> WriteForwarderError(HttpContext context, LmStudioHost? host, ForwarderError error)
+    private (string Outcome, ProxyError? Error) ForwarderFailure(HttpContext context, LmStudioHost? host, ForwarderError error, StreamKeepAlive? keepAlive)
     {
-        if (error == ForwarderError.None) return Task.FromResult("forwarded");
-        if (context.RequestAborted.IsCancellationRequested || error is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled) return Task.FromResult("cancelled");
-        if (context.Response.HasStarted) return Task.FromResult("upstream_aborted");
+        if (error == ForwarderError.None) return ("forwarded", null);
+        if (context.RequestAborted.IsCancellationRequested || error is ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled) return ("cancelled", null);
+        if (context.Response.HasStarted && keepAlive?.Committed != true) return ("upstream_aborted", null);
 
         var upstream = host?.Url.ToString() ?? "(no host)";
         var detail = context.Features.Get<IForwarderErrorFeature>()?.Exception?.Message;
         return error switch
         {
-            ForwarderError.RequestTimedOut => Write(context, new ProxyError(StatusCodes.Status504GatewayTimeout, "upstream_timeout",
-                $"LM Studio at {upstream} sent nothing for {_settings.Current.ActivityTimeout.TotalSeconds:0} s (LmsProxy:ActivityTimeout)."), "upstream_timeout"),
-            ForwarderError.Request => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable",
-                $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"}. {Loading.LmStudioApi.StartHint}"), "upstream_unavailable"),
-            ForwarderError.RequestBodyClient => Write(context, ProxyError.BadRequest("request_body_error", $"The request body could not be read: {detail}"), "bad_request"),
-            _ => Write(context, new ProxyError(StatusCodes.Status502BadGateway, "upstream_error", $"Forwarding to LM Studio at {upstream} failed ({error}): {detail}"), "upstream_error"),
+            ForwarderError.RequestTimedOut => ("upstream_timeout", new(StatusCodes.Status504GatewayTimeout, "upstream_timeout",
+                $"LM Studio at {upstream} sent nothing for {_settings.Current.ActivityTimeout.TotalSeconds:0} s (LmsProxy:ActivityTimeout).")),
+            ForwarderError.Request => ("upstream_unavailable", new(StatusCodes.Status502BadGateway, "upstream_unavailable",
+                $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"}. {Loading.LmStudioApi.StartHint}")),
+            ForwarderError.RequestBodyClient => ("bad_request", ProxyError.BadRequest("request_body_error", $"The request body could not be read: {detail}")),
+            _ => ("upstream_error", new(StatusCodes.Status502BadGateway, "upstream_error", $"Forwarding to LM Studio at {upstream} failed ({error}): {detail}")),
         };
-    }
-
-    private static async Task<string> Write(HttpContext context, ProxyError error, string outcome)
-    {
-        await error.WriteAsync(context);
-        return outcome;
     }
 
     private async Task<Models.ModelCatalog> CurrentCatalogAsync(CancellationToken cancellationToken)
@@ -340,8 +436,9 @@ public sealed partial class ProxyHandler
 
     private readonly record struct Attempt(AttemptKind Kind, LmStudioHost? Host = null, Instance? Instance = null, ForwarderError Error = ForwarderError.None, Admission Refusal = default);
 
-    private sealed class RequestState(ProxyHandler handler, HttpContext context, ModelRequest request, LmStudioHost? pin, long deadline)
+    private sealed class RequestState(ProxyHandler handler, HttpContext context, ModelRequest request, LmStudioHost? pin, long deadline, StreamKeepAlive? keepAlive)
     {
+        public StreamKeepAlive? KeepAlive { get; } = keepAlive;
         public ProxyHandler Handler { get; } = handler;
         public HttpContext Context { get; } = context;
         public ModelRequest Request { get; } = request;

@@ -98,11 +98,20 @@ public sealed class UpstreamTransformer(ProxySettings settings, string? hostToke
     /// </summary>
     private static void KeepRawTarget(HttpContext context, HttpRequestMessage proxyRequest, string destinationPrefix)
     {
+        if (RawTarget(context) is { } raw) proxyRequest.RequestUri = new Uri(destinationPrefix + raw, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
+    }
+
+    /// <summary>Where a request goes on a host, as the client wrote it (see <see cref="KeepRawTarget"/>).</summary>
+    public static Uri TargetUri(HttpContext context, string destinationPrefix) => RawTarget(context) is { } raw
+        ? new Uri(destinationPrefix + raw, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true })
+        : new Uri(destinationPrefix + context.Request.Path.ToUriComponent() + context.Request.QueryString.ToUriComponent());
+
+    private static string? RawTarget(HttpContext context)
+    {
         var raw = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
-        if (string.IsNullOrEmpty(raw) || raw[0] != '/' || !raw.Contains('%')) return;
+        if (string.IsNullOrEmpty(raw) || raw[0] != '/' || !raw.Contains('%')) return null;
         var query = raw.IndexOf('?');
         var path = query < 0 ? raw : raw[..query];
-        if (path.Contains("/.", StringComparison.Ordinal) || path.Contains("%2e", StringComparison.OrdinalIgnoreCase)) return;
-        proxyRequest.RequestUri = new Uri(destinationPrefix + raw, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
+        return path.Contains("/.", StringComparison.Ordinal) || path.Contains("%2e", StringComparison.OrdinalIgnoreCase) ? null : raw;
     }
 }
