@@ -78,7 +78,7 @@ public sealed record StatusReport(
             new CapacityStatus(h.Capacity.MaxLoadedModels, h.Capacity.MemoryBudgetBytes, h.BudgetBytes, h.LearnedCeilingBytes,
                 h.Instances.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes), h.Instances.Count(i => i.State != InstanceState.Gone),
                 h.Capacity.IdleUnloadAfter, h.Capacity.MaxSwapWait, h.Capacity.EvictForeign),
-            [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.Ids, i.LastLoadMs))],
+            [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.LoadStartedAt, i.Ids, i.LastLoadMs))],
             h.Downloaded)).ToList();
         var models = snapshot.Models.Select(m =>
         {
@@ -119,7 +119,7 @@ public sealed record StatusReport(
         TimeSpan IdleUnloadAfter, TimeSpan MaxSwapWait, bool EvictForeign);
 
     public sealed record InstanceStatus(string Model, string State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
-        DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
+        DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
 
     public sealed record ModelStatus(string Key, string? Type, string State, bool Loaded, IReadOnlyList<string> Instances, IReadOnlyList<string> Hosts, bool Loading,
         int Held, string? Waiting, int InFlight, bool Pinned, DateTimeOffset? LastUsedAt, long EstimatedBytes, double? LastLoadMs, DateTimeOffset? LastLoadedAt, string? LastError, DateTimeOffset? LastErrorAt);

@@ -61,6 +61,9 @@ public sealed class Instance(LmStudioHost host, string modelKey, bool loadedByPr
 
     public DateTimeOffset? LoadedAt { get; internal set; }
 
+    /// <summary>When the proxy began loading it (for a progress bar against the last load's duration).</summary>
+    public DateTimeOffset? LoadStartedAt { get; internal set; }
+
     /// <summary>Unload as soon as it drains (an operator asked).</summary>
     internal bool UnloadWhenDrained { get; set; }
 

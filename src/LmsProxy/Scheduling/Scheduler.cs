@@ -596,7 +596,11 @@ public sealed partial class Scheduler : IDisposable
             return;
         }
         var model = host.Catalog.Resolve(key)!;
-        var instance = new Instance(host, model.Key, loadedByProxy: true, Estimate(host, model)) { Forwarded = _metrics.RequestCounter(model.Key, host.Name, "forwarded") };
+        var instance = new Instance(host, model.Key, loadedByProxy: true, Estimate(host, model))
+        {
+            Forwarded = _metrics.RequestCounter(model.Key, host.Name, "forwarded"),
+            LoadStartedAt = _time.GetUtcNow(),
+        };
         host.Instances[model.Key] = instance;
         host.Version++;
         host.Operation = unloading.Count == 0 ? $"loading {model.Key}" : $"unloading {string.Join(", ", unloading.Select(v => v.ModelKey))} to load {model.Key}";
@@ -965,7 +969,7 @@ public sealed partial class Scheduler : IDisposable
                 h.Name, h.Url, h.IsHealthy, h.Loader, h.RefreshedAt, h.LastRefreshError, h.Operation, h.Capacity, Budget(h), h.LearnedCeilingBytes,
                 [.. h.Instances.Values.Select(i => new InstanceSnapshot(
                     i.ModelKey, i.State, i.InFlight, i.LoadedByProxy, IsPinned(i.ModelKey), i.EstimatedBytes, i.Parallel,
-                    i.LastUsed == 0 ? null : _time.GetUtcNow() - _time.GetElapsedTime(i.LastUsed, now), i.LoadedAt,
+                    i.LastUsed == 0 ? null : _time.GetUtcNow() - _time.GetElapsedTime(i.LastUsed, now), i.LoadedAt, i.LoadStartedAt,
                     [.. i.LmStudioInstances.Select(x => x.Id)],
                     _lastLoadDurations.TryGetValue((h.Name, i.ModelKey), out var d) ? d.TotalMilliseconds : null))],
                 [.. h.Catalog.Models.Select(m => m.Key)])).ToList();
@@ -1062,6 +1066,6 @@ public sealed record HostSnapshot(string Name, Uri Url, bool Healthy, LoaderChoi
     CapacityOptions Capacity, long BudgetBytes, long LearnedCeilingBytes, IReadOnlyList<InstanceSnapshot> Instances, IReadOnlyList<string> Downloaded);
 
 public sealed record InstanceSnapshot(string Model, InstanceState State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
-    DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
+    DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
 
 public sealed record ModelSnapshot(string Key, string? Type, int Held, string? Situation, bool Pinned, double? LastLoadMs, string? LastError, DateTimeOffset? LastErrorAt);
