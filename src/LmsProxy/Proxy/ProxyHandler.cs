@@ -253,7 +253,10 @@ public sealed partial class ProxyHandler
         if (error == ForwarderError.Request && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
             context.Response.Clear();
-            return new(AttemptKind.Unreachable, host, instance);
+            // Connection refused: the host is down. Cut off after it took the request: LM Studio unloaded the model
+            // under it (it has no drain), so it is handled like "not loaded": check, reload if gone, re-send.
+            var exception = context.Features.Get<IForwarderErrorFeature>()?.Exception;
+            return new(IsConnectFailure(exception) || instance is null ? AttemptKind.Unreachable : AttemptKind.NotLoaded, host, instance);
         }
         return new(AttemptKind.Forwarded, host, instance, error);
     }
@@ -284,9 +287,9 @@ public sealed partial class ProxyHandler
         {
             response = await _invoker.SendAsync(message, aborted);
         }
-        catch (HttpRequestException) when (!aborted.IsCancellationRequested)
+        catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
         {
-            return new(AttemptKind.Unreachable, host, instance);
+            return new(IsConnectFailure(ex) || instance is null ? AttemptKind.Unreachable : AttemptKind.NotLoaded, host, instance);
         }
         using (response)
         {
@@ -318,6 +321,10 @@ public sealed partial class ProxyHandler
             return new(AttemptKind.Forwarded, host, instance);
         }
     }
+
+    private static bool IsConnectFailure(Exception? exception) =>
+        exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
+        || exception?.InnerException is System.Net.Sockets.SocketException;
 
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {
