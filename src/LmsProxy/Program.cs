@@ -12,7 +12,13 @@ if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLET
 // `--healthcheck`: the container's health probe (the runtime image has no curl). Exit 0 when /healthz answers.
 if (args.Contains("--healthcheck")) return await HealthProbe.RunAsync();
 
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = ContentRoot.Find() });
+// appsettings.json is read and watched in this folder (for a .NET tool: its own folder; see ContentRoot).
+var contentRoot = ContentRoot.Find();
+
+// `--help`, `-h`, `--version`: print (the text is in CommandLineHelp) and exit 0 without starting the server.
+if (CommandLineHelp.IsRequested(args)) return CommandLineHelp.Write(args, ContentRoot.SettingsFile(contentRoot), Console.Out);
+
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
 
 // Invalid settings stop the program with one line that says what is wrong, not a stack trace.
 if (ProxySettings.Bind(builder.Configuration, out var errors) is not { } startupOptions)

@@ -4,7 +4,8 @@ namespace LmStudioSimulator;
 
 /// <summary>
 /// Runs the simulator: dotnet run --project tests/LmStudioSimulator -- [--port 1234] [--load-time-ms 2000] [--jit]
-/// [--not-loaded-status 400|404] [--idle-ttl-s N] [--token-delay-ms N] [--stream-events N]
+/// [--not-loaded-status 400|404] [--idle-ttl-s N] [--token-delay-ms N] [--stream-events N] [--memory-budget-gb N]
+/// [--response-delay-ms N] [--parallel N]
 /// </summary>
 public static class SimulatorProgram
 {
@@ -25,6 +26,9 @@ public static class SimulatorProgram
                 case "--idle-ttl-s": options.IdleTtl = TimeSpan.FromSeconds(NextInt()); break;
                 case "--token-delay-ms": options.TokenDelay = TimeSpan.FromMilliseconds(NextInt()); break;
                 case "--stream-events": options.StreamEvents = NextInt(); break;
+                case "--memory-budget-gb": options.MemoryBudgetBytes = (long)(double.Parse(Next(), CultureInfo.InvariantCulture) * 1e9); break;
+                case "--response-delay-ms": options.ResponseDelay = TimeSpan.FromMilliseconds(NextInt()); break;
+                case "--parallel": options.Parallel = NextInt(); break;
                 default:
                     Console.Error.WriteLine($"Unknown option {args[i]}. See the comment in Program.cs for the options.");
                     return 2;
@@ -32,7 +36,8 @@ public static class SimulatorProgram
         }
         await using var sim = await SimulatorApp.StartAsync(options, $"http://127.0.0.1:{port}");
         var lms = Path.Combine(AppContext.BaseDirectory, "fake-lms", "lms");
-        Console.WriteLine($"LM Studio simulator on {sim.Url} (JIT {(options.Jit ? "on" : "off")}, load time {options.LoadTime.TotalMilliseconds} ms)");
+        var budget = options.MemoryBudgetBytes is { } bytes ? $"{bytes / 1e9:0.##} GB" : "unlimited";
+        Console.WriteLine($"LM Studio simulator on {sim.Url} (JIT {(options.Jit ? "on" : "off")}, load time {options.LoadTime.TotalMilliseconds} ms, memory {budget}, parallel {options.Parallel})");
         Console.WriteLine($"Models: {string.Join(", ", options.Models.Select(m => m.Key))}");
         Console.WriteLine($"Matching fake lms: SIM_URL={sim.Url.AbsoluteUri.TrimEnd('/')} {lms}");
         await sim.WaitForShutdownAsync(); // Ctrl+C or SIGTERM

@@ -45,13 +45,12 @@ public sealed class FaultTests
         Assert.DoesNotContain(outcomes, o => o.Code is "model_not_loaded");
     }
 
-    [Fact(Timeout = 60000)]
-    public async Task ModelEvictedRepeatedlyDuringConcurrentStreams_NoClientSeesNotLoaded()
+    [Fact(Timeout = 90000)]
+    public async Task ModelEvictedRepeatedlyDuringConcurrentStreams_NoClientSeesNotLoaded_OnlyCutOffsEndEarly()
     {
         await using var env = await GateEnvironment.StartAsync(
             new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(50), TokenDelay = TimeSpan.FromMilliseconds(2) },
-            // Evictions come far faster than in life; allow as many re-sends as a slow (busy CI) machine may need.
-            new Dictionary<string, string?> { ["LmsProxy:RefreshInterval"] = "01:00:00", ["LmsProxy:Loader"] = "rest", ["LmsProxy:NotLoadedRetries"] = "6" });
+            new Dictionary<string, string?> { ["LmsProxy:RefreshInterval"] = "01:00:00", ["LmsProxy:Loader"] = "rest" });
         using var stop = new CancellationTokenSource();
         var evictions = Task.Run(async () =>
         {
@@ -62,21 +61,32 @@ public sealed class FaultTests
             }
         });
 
-        var responses = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+        var outcomes = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
         {
-            var statuses = new List<HttpStatusCode>();
+            using var client = env.Proxy.Client(TimeSpan.FromSeconds(20));
+            var seen = new List<string>();
             for (var i = 0; i < 15; i++)
             {
-                using var response = await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b", stream: true));
-                var body = await response.Content.ReadAsStringAsync();
-                statuses.Add(response.StatusCode == HttpStatusCode.OK && body.EndsWith("data: [DONE]\n\n", StringComparison.Ordinal) ? HttpStatusCode.OK : response.StatusCode);
+                try
+                {
+                    using var response = await client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b", stream: true));
+                    var body = await response.Content.ReadAsStringAsync();
+                    seen.Add(response.StatusCode != HttpStatusCode.OK ? $"{(int)response.StatusCode} {body}" : body.EndsWith("data: [DONE]\n\n", StringComparison.Ordinal) ? "complete" : "cut");
+                }
+                catch (HttpRequestException)
+                {
+                    seen.Add("cut"); // LM Studio unloaded the model under a stream that had begun: it cannot be re-sent
+                }
             }
-            return statuses;
+            return seen;
         }));
         stop.Cancel();
         await evictions;
 
-        Assert.All(responses.SelectMany(r => r), s => Assert.Equal(HttpStatusCode.OK, s));
+        var all = outcomes.SelectMany(o => o).ToList();
+        Assert.All(all, o => Assert.True(o is "complete" or "cut", o));
+        Assert.True(all.Count(o => o == "cut") <= env.Simulator.State.CutOffRequests, "only streams LM Studio cut off end early");
+        Assert.True(all.Count(o => o == "complete") > all.Count / 2);
         Assert.True(env.Simulator.State.NotLoadedAnswers > 0, "the evictions should have caused refusals for the proxy to absorb");
     }
 }

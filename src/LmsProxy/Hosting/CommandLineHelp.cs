@@ -1,0 +1,70 @@
+using System.Globalization;
+using System.Reflection;
+using LmsProxy.Configuration;
+
+namespace LmsProxy.Hosting;
+
+/// <summary><c>lmsproxy --help</c> (or <c>-h</c>) and <c>--version</c>: print, exit 0, start nothing.</summary>
+internal static class CommandLineHelp
+{
+    public static string Version { get; } =
+        typeof(CommandLineHelp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "unknown";
+
+    /// <summary>Whether the arguments ask for help or the version rather than for a server.</summary>
+    public static bool IsRequested(string[] args) => args.Any(a => a is "--help" or "-h" or "-?" or "--version");
+
+    public static int Write(string[] args, string settingsFile, TextWriter output)
+    {
+        if (args.Contains("--version") && !args.Any(a => a is "--help" or "-h" or "-?"))
+        {
+            output.WriteLine(Version);
+            return 0;
+        }
+        output.Write(Text(settingsFile));
+        return 0;
+    }
+
+    internal static string Text(string settingsFile)
+    {
+        var d = new LmsProxyOptions();
+        var upstream = d.Upstream.GetLeftPart(UriPartial.Authority);
+        var file = File.Exists(settingsFile) ? settingsFile : settingsFile + " (absent: built-in defaults)";
+        return string.Create(CultureInfo.InvariantCulture, $$"""
+            LmsProxy {{Version}}: a reverse proxy for LM Studio that loads the model a request names, then forwards it.
+
+            Usage: lmsproxy [--urls <address>] [--<setting>=<value> ...]
+                   lmsproxy --help | --version
+            Clients change one base URL: LM Studio's {{upstream}}/v1 becomes http://localhost:8080/v1.
+
+            Main settings [default]:
+              --urls                               listen address, or ASPNETCORE_URLS [http://localhost:8080]
+              LmsProxy:Upstream                    LM Studio's base URL, no path [{{upstream}}]
+              LmsProxy:Hosts:<name>:Url            several LM Studio servers instead of Upstream
+              LmsProxy:Loader                      auto, lms or rest [{{Lower(d.Loader)}}]
+              LmsProxy:Lms:Path                    the lms executable [PATH, then ~/.lmstudio/bin/lms]
+              LmsProxy:HoldTimeout                 longest a request waits for its model to load [{{d.HoldTimeout:c}}]
+              LmsProxy:Capacity:MaxLoadedModels    most models loaded at once, 0: no limit [{{d.Capacity.MaxLoadedModels}}]
+              LmsProxy:Capacity:MemoryBudgetBytes  memory the loaded models may use, 0: unknown [{{d.Capacity.MemoryBudgetBytes}}]
+              LmsProxy:Capacity:IdleUnloadAfter    unload a model unused this long, 00:00:00: never [{{d.Capacity.IdleUnloadAfter:c}}]
+              LmsProxy:Capacity:MaxSwapWait        longest to wait for a busy model to make room [{{d.Capacity.MaxSwapWait:c}}]
+              LmsProxy:Preload:<n>                 models loaded at start-up and kept loaded
+              LmsProxy:Aliases:<name>              a name clients send, mapped to an LM Studio model key
+              LmsProxy:ApiKeys:<n>                 keys clients must send (8+ characters); none: no key needed
+              LmsProxy:StreamKeepAlive             what a held stream gets meanwhile: off, comment or chunk [{{Lower(d.StreamKeepAlive)}}]
+            Durations are hh:mm:ss. The settings file lists every setting with its default.
+
+            Three ways to set them (the command line wins over the environment, the environment over the file):
+              command line   --LmsProxy:Upstream=http://192.168.1.20:1234 --LmsProxy:Preload:0=qwen/qwen3-8b
+              environment    LmsProxy__Upstream=http://192.168.1.20:1234 (each ':' becomes '__')
+              settings file  "LmsProxy": { "Upstream": "http://192.168.1.20:1234" }; edits apply without a restart
+
+            Settings file: {{file}}
+
+            Invalid settings stop the program with one line naming the setting (exit code 2).
+            Once running: GET / (status page), /status, /metrics, /healthz, /readyz.
+
+            """);
+    }
+
+    private static string Lower(Enum value) => value.ToString().ToLowerInvariant();
+}
