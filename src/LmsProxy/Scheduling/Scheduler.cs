@@ -33,6 +33,9 @@ public sealed partial class Scheduler : IDisposable
 
     private static readonly TimeSpan SpillRetryInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>A model used this recently counts as busy when room is needed, though nothing is in flight at this instant.</summary>
+    public static readonly TimeSpan ActiveWindow = TimeSpan.FromSeconds(1);
+
     private readonly HostCluster _cluster;
     private readonly ProxySettings _settings;
     private readonly ProxyMetrics _metrics;
@@ -446,19 +449,19 @@ public sealed partial class Scheduler : IDisposable
             StartLoad(start.Host, group.Key, start.Victims, group);
             return;
         }
-        if (plans.FirstOrDefault(p => p.Kind is PlanKind.Fits or PlanKind.EvictIdle) is { } waitForHost)
+        if (plans.FirstOrDefault(p => p.Kind is PlanKind.Fits or PlanKind.EvictIdle or PlanKind.Wait) is { } waitForHost)
         {
-            group.Situation = $"waiting for host '{waitForHost.Host.Name}' to finish {waitForHost.Host.Operation}";
+            group.Situation = $"waiting for host '{waitForHost.Host.Name}' to finish {waitForHost.Host.Operation ?? "a load or unload"}";
             return;
         }
         if (plans.Where(p => p.Kind == PlanKind.NeedBusy).MinBy(p => p.Cost) is { } swap)
         {
-            var busy = string.Join(", ", swap.Victims.Where(v => v.InFlight > 0).Select(v => $"{v.ModelKey} ({v.InFlight} in flight)"));
+            var busy = string.Join(", ", swap.Victims.Select(v => $"{v.ModelKey} ({v.InFlight} in flight)"));
             var maxWait = swap.Host.Capacity.MaxSwapWait;
             if (_time.GetElapsedTime(group.Oldest, now) >= maxWait)
             {
                 // Fairness bound reached: the busy models take no new requests, drain, and make room.
-                foreach (var victim in swap.Victims.Where(v => v.InFlight > 0 && v.State == InstanceState.Ready))
+                foreach (var victim in swap.Victims.Where(v => v.State == InstanceState.Ready))
                 {
                     victim.SetState(InstanceState.Draining);
                     _dirty = true;
@@ -480,6 +483,7 @@ public sealed partial class Scheduler : IDisposable
         Fits,
         EvictIdle,
         NeedBusy,
+        Wait,
         Never,
     }
 
@@ -506,9 +510,25 @@ public sealed partial class Scheduler : IDisposable
         bool Fits() => (budget == 0 || used + need <= budget) && (maxCount == 0 || count + 1 <= maxCount);
         if (Fits()) return new(host, PlanKind.Fits, [], Free: budget == 0 ? long.MaxValue - used : budget - used);
 
+        // What can never go decides "never": pinned models, and models loaded outside the proxy (unless EvictForeign).
+        bool Stays(Instance i) => IsPinned(i.ModelKey) || (!i.LoadedByProxy && !host.Capacity.EvictForeign);
+        var staying = residents.Where(Stays).ToList();
+        if ((budget > 0 && staying.Sum(i => i.EstimatedBytes) + need > budget) || (maxCount > 0 && staying.Count + 1 > maxCount))
+        {
+            var pinned = staying.Where(i => IsPinned(i.ModelKey)).Select(i => i.ModelKey).ToList();
+            var foreign = staying.Where(i => !IsPinned(i.ModelKey)).Select(i => i.ModelKey).ToList();
+            return new(host, PlanKind.Never, [], Reason: $"Host '{host.Name}' cannot make room for '{key}'" +
+                (pinned.Count > 0 ? $": pinned {string.Join(", ", pinned)}" : "") +
+                (foreign.Count > 0 ? $"; loaded outside the proxy {string.Join(", ", foreign)} (Capacity:EvictForeign is false)" : "") + ".");
+        }
+
+        // Idle first (least recently used first), then busy ones. A model used a moment ago counts as busy: between two
+        // requests of a client that sends back to back it has nothing in flight, and unloading it then would thrash.
+        var now = _time.GetTimestamp();
+        bool Busy(Instance i) => i.InFlight > 0 || (i.State == InstanceState.Ready && _time.GetElapsedTime(i.LastUsed, now) < ActiveWindow);
         var evictable = residents
-            .Where(i => i.State is InstanceState.Ready or InstanceState.Draining && !IsPinned(i.ModelKey) && (i.LoadedByProxy || host.Capacity.EvictForeign))
-            .OrderBy(i => i.InFlight > 0 ? 1 : 0).ThenBy(i => i.LastUsed);
+            .Where(i => i.State is InstanceState.Ready or InstanceState.Draining && !Stays(i))
+            .OrderBy(i => Busy(i) ? 1 : 0).ThenBy(i => i.LastUsed);
         var victims = new List<Instance>();
         foreach (var victim in evictable)
         {
@@ -517,13 +537,10 @@ public sealed partial class Scheduler : IDisposable
             count--;
             if (!Fits()) continue;
             var cost = victims.Sum(v => v.EstimatedBytes);
-            return new(host, victims.Any(v => v.InFlight > 0) ? PlanKind.NeedBusy : PlanKind.EvictIdle, victims, Cost: cost);
+            return new(host, victims.Any(Busy) ? PlanKind.NeedBusy : PlanKind.EvictIdle, victims, Cost: cost);
         }
-        var pinned = residents.Where(i => IsPinned(i.ModelKey)).Select(i => i.ModelKey).ToList();
-        var foreign = residents.Where(i => !i.LoadedByProxy && !host.Capacity.EvictForeign).Select(i => i.ModelKey).ToList();
-        return new(host, PlanKind.Never, [], Reason: $"Host '{host.Name}' cannot make room for '{key}'" +
-            (pinned.Count > 0 ? $": pinned {string.Join(", ", pinned)}" : "") +
-            (foreign.Count > 0 ? $"; loaded outside the proxy {string.Join(", ", foreign)} (Capacity:EvictForeign is false)" : "") + ".");
+        // Room comes once loads and unloads under way on the host end.
+        return new(host, PlanKind.Wait, [], Reason: $"'{key}' waits for the load or unload under way on host '{host.Name}'.");
     }
 
     private static long Budget(LmStudioHost host)
