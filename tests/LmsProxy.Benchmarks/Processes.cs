@@ -4,6 +4,9 @@ using System.Net.Sockets;
 
 namespace LmsProxy.Benchmarks;
 
+/// <summary>Starts LmsProxy on a port in front of an upstream, with extra settings (environment variables such as LmsProxy__Loader).</summary>
+internal delegate Process StartProxy(int port, string upstream, IReadOnlyDictionary<string, string>? settings = null);
+
 /// <summary>Child processes of the benchmark (nginx, LmsProxy), killed when the benchmark ends.</summary>
 internal sealed class Processes : IDisposable
 {

@@ -4,13 +4,51 @@ using System.Net;
 using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
-// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 | --held-only | --soak 180]
-// Needs Debian's nginx and wrk (apt-get install nginx wrk). Everything runs on loopback and stops by itself.
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 | --held-only | --soak 180
+//     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200]]
+// The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk); --cold-path needs curl (the fake
+// lms uses it). Everything runs on loopback and stops by itself.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The bare YARP forwarder below gets the socket tuning LmsProxy applies to itself, so the two compare like for like.
 Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
 var seconds = ArgValue("--seconds") ?? 5;
 var soak = ArgValue("--soak");
+var coldRounds = ArgValue("--rounds") ?? 8;
+var swapSeconds = ArgValue("--swap-seconds") ?? 30;
+var swapResponseMs = ArgValue("--swap-response-ms") ?? SwapBenchmark.DefaultResponseMs;
+
+using var processes = new Processes();
+var lmsProxyDll = Path.Combine(AppContext.BaseDirectory, "LmsProxy.dll");
+
+Process StartLmsProxy(int port, string upstream, IReadOnlyDictionary<string, string>? settings = null)
+{
+    var env = new Dictionary<string, string>
+    {
+        ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+        ["LmsProxy__Upstream"] = upstream,
+        ["LmsProxy__Loader"] = "rest",
+        // Measured like nginx with access_log off: the per-request log line is switched off (it is on by default).
+        ["Logging__LogLevel__LmsProxy.Requests"] = "Warning",
+        ["DOTNET_TieredPGO"] = "1",
+    };
+    foreach (var (key, value) in settings ?? new Dictionary<string, string>()) env[key] = value;
+    return processes.Start("dotnet", [lmsProxyDll], env, workingDirectory: AppContext.BaseDirectory);
+}
+
+if (soak is { } soakSeconds) return await Soak.RunAsync(soakSeconds, (port, upstream) => StartLmsProxy(port, upstream));
+if (args.Contains("--held-only"))
+{
+    await HeldRequestsAsync();
+    return 0;
+}
+if (args.Contains("--cold-path") || args.Contains("--swap"))
+{
+    var met = true;
+    if (args.Contains("--cold-path")) met &= await ColdPath.RunAsync(coldRounds, StartLmsProxy);
+    if (args.Contains("--swap")) met &= await SwapBenchmark.RunAsync(swapSeconds, swapResponseMs, StartLmsProxy);
+    return met ? 0 : 1;
+}
+
 foreach (var tool in new[] { "nginx", "wrk" })
 {
     if (!File.Exists($"/usr/sbin/{tool}") && !File.Exists($"/usr/bin/{tool}"))
@@ -19,27 +57,7 @@ foreach (var tool in new[] { "nginx", "wrk" })
         return 2;
     }
 }
-
 var work = Directory.CreateTempSubdirectory("lmsproxy-bench-").FullName;
-using var processes = new Processes();
-var lmsProxyDll = Path.Combine(AppContext.BaseDirectory, "LmsProxy.dll");
-
-Process StartLmsProxy(int port, string upstream) => processes.Start("dotnet", [lmsProxyDll], new Dictionary<string, string>
-{
-    ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
-    ["LmsProxy__Upstream"] = upstream,
-    ["LmsProxy__Loader"] = "rest",
-    // Measured like nginx with access_log off: the per-request log line is switched off (it is on by default).
-    ["Logging__LogLevel__LmsProxy.Requests"] = "Warning",
-    ["DOTNET_TieredPGO"] = "1",
-}, workingDirectory: AppContext.BaseDirectory);
-
-if (soak is { } soakSeconds) return await Soak.RunAsync(soakSeconds, StartLmsProxy);
-if (args.Contains("--held-only"))
-{
-    await HeldRequestsAsync();
-    return 0;
-}
 
 // 1. The four targets.
 int upstreamPort = Processes.FreePort(), nginxPort = Processes.FreePort(), yarpPort = Processes.FreePort(), proxyPort = Processes.FreePort();
@@ -104,6 +122,10 @@ foreach (var (name, _) in targets)
 await HeldRequestsAsync();
 Console.WriteLine($"\nLmsProxy memory: idle {idleMiB:0} MiB, peak under load (64 connections) {peakMiB:0} MiB.");
 Directory.Delete(work, recursive: true);
+
+// 5. What a cold request costs beyond the load, and two models that do not fit together.
+await ColdPath.RunAsync(coldRounds, StartLmsProxy);
+await SwapBenchmark.RunAsync(swapSeconds, swapResponseMs, StartLmsProxy);
 return 0;
 
 async Task HeldRequestsAsync()

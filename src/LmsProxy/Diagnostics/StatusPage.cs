@@ -1,6 +1,12 @@
 namespace LmsProxy.Diagnostics;
 
-/// <summary>A read-only page that renders /status and refreshes itself every two seconds.</summary>
+/// <summary>
+/// The page at GET /: renders /status every two seconds, to be looked at rather than read. Per host a card with a
+/// memory bar (the budget, and each loaded model's estimated share coloured by state); per model a row with its
+/// state, a load's progress against its last load time, and Load / Unload / Pin buttons (POST /models/{key}/...
+/// with the action header); the recent loads, unloads and swaps on a timeline. Plain DOM, text set with
+/// textContent only, no external assets.
+/// </summary>
 internal static class StatusPage
 {
     public const string Html = """
@@ -8,50 +14,290 @@ internal static class StatusPage
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>LmsProxy</title>
 <style>
-  body { font: 14px system-ui, sans-serif; margin: 2rem; color: #222; }
-  h1 { font-size: 1.4rem; margin-bottom: .2rem; }
+  :root { --idle: #2f9e5b; --busy: #e8890c; --loading: #3b82f6; --draining: #8b5cf6; --unloading: #9ca3af; --bad: #b42318; }
+  body { font: 14px system-ui, sans-serif; margin: 1.5rem 2rem; color: #222; }
+  h1 { font-size: 1.4rem; margin: 0 0 .2rem; }
+  h2 { font-size: 1.05rem; margin: 1.5rem 0 .4rem; }
   .muted { color: #666; }
-  table { border-collapse: collapse; margin-top: 1rem; }
-  th, td { text-align: left; padding: .35rem .8rem; border-bottom: 1px solid #ddd; }
-  .ok { color: #17803d; font-weight: 600; } .bad { color: #b42318; font-weight: 600; } .busy { color: #b54708; font-weight: 600; }
+  .ok { color: #17803d; font-weight: 600; } .bad { color: var(--bad); font-weight: 600; } .busy { color: #b54708; font-weight: 600; }
+  table { border-collapse: collapse; }
+  th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd; vertical-align: middle; }
+  th { color: #444; }
+  .scroll { overflow-x: auto; }
+  .models { font-size: .93rem; }
+  .models th, .models td { padding: .3rem .45rem; } .models th { vertical-align: bottom; } #models td { white-space: nowrap; }
+  #models td:first-child { white-space: normal; min-width: 10rem; max-width: 16rem; overflow-wrap: anywhere; }
+  #models td:nth-child(10), #models td:nth-child(11) { white-space: normal; min-width: 6rem; max-width: 12rem; font-size: .85rem; }
+  button { font: inherit; font-size: .8rem; padding: .05rem .4rem; margin-right: .2rem; cursor: pointer; }
+  button:disabled { cursor: default; }
+  #message { min-height: 1.3rem; }
+
+  .hosts { display: flex; flex-wrap: wrap; gap: 1rem; margin-top: .8rem; }
+  .host { flex: 1 1 28rem; max-width: 52rem; border: 1px solid #ddd; border-left: 6px solid var(--idle); border-radius: 6px; padding: .6rem 1rem; }
+  .host.down { border-left-color: var(--bad); background: #fff6f5; }
+  .host h3 { margin: 0 0 .2rem; font-size: 1rem; }
+  .pill { display: inline-block; padding: 0 .55rem; border-radius: 1rem; color: #fff; font-size: .8rem; }
+  .pill.healthy { background: var(--idle); } .pill.down { background: var(--bad); }
+  .memory { display: flex; height: 1.7rem; margin: .5rem 0 .2rem; background: #eceef1; border-radius: 4px; overflow: hidden; }
+  .seg { box-sizing: border-box; min-width: 3px; padding: 0 .35rem; border-right: 2px solid #fff; color: #fff; font-size: .78rem;
+         line-height: 1.7rem; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; transition: width .5s; }
+  .seg.idle, .swatch.idle { background-color: var(--idle); } .seg.busy, .swatch.busy { background-color: var(--busy); }
+  .seg.loading, .swatch.loading { background-color: var(--loading); } .seg.draining, .swatch.draining { background-color: var(--draining); }
+  .seg.unloading, .swatch.unloading { background-color: var(--unloading); }
+  .seg.pinned { box-shadow: inset 0 -4px 0 #1f2937; }
+  .seg.loading, .seg.unloading, .swatch.loading {
+    background-image: linear-gradient(45deg, rgba(255,255,255,.3) 25%, transparent 25%, transparent 50%, rgba(255,255,255,.3) 50%, rgba(255,255,255,.3) 75%, transparent 75%);
+    background-size: 1rem 1rem; }
+  .seg.loading, .progress.unknown > div { animation: stripes 1s linear infinite; }
+  @keyframes stripes { from { background-position: 1rem 0; } to { background-position: 0 0; } }
+  .legend { font-size: .8rem; color: #555; margin-top: .4rem; }
+  .swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; margin: 0 .25rem 0 .7rem; vertical-align: -1px; }
+
+  .load-progress { display: inline-flex; flex-direction: column; gap: .15rem; font-size: .8rem; }
+  .progress { display: block; width: 6rem; height: .7rem; background: #eceef1; border-radius: 3px; overflow: hidden; vertical-align: middle; }
+  .progress > div { height: 100%; background-color: var(--loading); transition: width .5s; }
+  .progress.unknown > div { width: 100%; background-image: linear-gradient(45deg, rgba(255,255,255,.4) 25%, transparent 25%, transparent 50%, rgba(255,255,255,.4) 50%, rgba(255,255,255,.4) 75%, transparent 75%); background-size: 1rem 1rem; }
+
+  .strip { position: relative; height: 1.4rem; max-width: 70rem; background: #f4f5f7; border-radius: 4px; }
+  .mark { position: absolute; top: .2rem; height: 1rem; min-width: 4px; border-radius: 2px; }
+  .axis { display: flex; justify-content: space-between; max-width: 70rem; font-size: .75rem; }
+  .kind { display: inline-block; min-width: 5.5rem; padding: 0 .45rem; border-radius: 3px; color: #fff; font-size: .8rem; }
+  :is(.mark, .kind).load { background: var(--loading); } :is(.mark, .kind).unload { background: #6b7280; } :is(.mark, .kind).swap { background: var(--draining); }
+  :is(.mark, .kind).refusal { background: var(--busy); } :is(.mark, .kind).failure { background: var(--bad); } :is(.mark, .kind).dropped { background: #374151; }
+  :is(.mark, .kind).found { background: #0d9488; } :is(.mark, .kind).spill { background: #ca8a04; }
+  #events td { padding: .2rem .6rem; }
+  .timeline { max-height: 24rem; overflow-y: auto; }
 </style>
 </head>
 <body>
 <h1>LmsProxy <span id="version" class="muted"></span></h1>
 <div id="upstream">Loading status…</div>
 <div id="loader" class="muted"></div>
-<table>
-  <thead><tr><th>Model</th><th>State</th><th>Held now</th><th>Last load</th><th>Last error</th></tr></thead>
+<div id="hosts" class="hosts"></div>
+<div class="legend">Memory bar: <span class="swatch idle"></span>idle <span class="swatch busy"></span>busy <span class="swatch loading"></span>loading
+  <span class="swatch draining"></span>draining <span class="swatch unloading"></span>unloading; a dark underline marks a pinned model.</div>
+
+<h2>Models</h2>
+<div id="message" role="status"></div>
+<div class="scroll">
+<table class="models">
+  <thead><tr><th>Model</th><th>State</th><th>Held</th><th>Last load</th><th>In flight</th><th>Pinned</th><th>Last used</th>
+    <th>Est. memory</th><th>Hosts</th><th>Waiting for</th><th>Last error</th><th>Actions</th></tr></thead>
   <tbody id="models"></tbody>
 </table>
+</div>
+
+<h2>Loads, unloads and swaps</h2>
+<div id="totals" class="muted"></div>
+<div id="strip" class="strip"></div>
+<div class="axis muted"><span id="strip-start"></span><span>now</span></div>
+<div class="timeline">
+<table>
+  <thead><tr><th>When</th><th>What</th><th>Host</th><th>Model</th><th>Why</th><th>Took</th></tr></thead>
+  <tbody id="events"></tbody>
+</table>
+</div>
 <p class="muted">Refreshed <span id="refreshed">never</span>. Raw data: <a href="status">/status</a>, <a href="metrics">/metrics</a>.</p>
 <script>
+const $ = id => document.getElementById(id);
 const text = (tag, value, cls) => { const e = document.createElement(tag); e.textContent = value ?? ""; if (cls) e.className = cls; return e; };
+const gb = bytes => (bytes / 1e9).toFixed(1) + " GB";
+const shortName = key => key.slice(key.lastIndexOf("/") + 1);
+const duration = ms => ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(1) + " s";
+let skew = 0; // the server's clock minus this browser's, when they differ by more than 2 s
+const now = () => Date.now() + skew;
+function ago(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, (now() - Date.parse(iso)) / 1000);
+  return s < 60 ? Math.round(s) + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago" : s < 86400 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " d ago";
+}
+
+/** How far a loading instance is: elapsed since it began against its last load time (null when unknown). */
+function progress(instance, lastLoadMs) {
+  const elapsed = instance?.loadStartedAt ? Math.max(0, now() - Date.parse(instance.loadStartedAt)) : null;
+  const expected = instance?.lastLoadMs ?? lastLoadMs;
+  const percent = elapsed != null && expected ? Math.min(99, 100 * elapsed / expected) : null;
+  return { elapsed, expected, percent };
+}
+
+function hostCard(h) {
+  const c = h.capacity;
+  const card = text("section", null, "host" + (h.healthy ? "" : " down"));
+  card.dataset.host = h.name;
+  const title = text("h3", h.name + " ");
+  title.append(text("span", h.healthy ? "healthy" : "down", "pill " + (h.healthy ? "healthy" : "down")), text("span", " " + h.url, "muted"));
+  card.append(title, text("div", "Loader: " + h.loader.name + " — " + h.loader.reason, "muted"));
+  if (h.operation) card.append(text("div", "Now: " + h.operation, "busy"));
+  if (h.lastError) card.append(text("div", h.lastError, "bad"));
+
+  const instances = h.instances.filter(i => i.state !== "gone");
+  const scale = Math.max(c.effectiveBudgetBytes, c.usedBytes) || 1;
+  const bar = text("div", null, "memory");
+  for (const i of instances) {
+    const p = i.state === "loading" ? progress(i, null) : null;
+    const seg = text("div", shortName(i.model) + (p?.percent != null ? " " + Math.round(p.percent) + "%" : ""), "seg " + i.state + (i.pinned ? " pinned" : ""));
+    seg.dataset.segment = i.model;
+    seg.style.width = (100 * i.estimatedBytes / scale).toFixed(2) + "%";
+    seg.title = i.model + ": " + i.state + ", about " + gb(i.estimatedBytes) + (i.inFlight ? ", " + i.inFlight + " in flight" : "")
+      + (i.pinned ? ", pinned" : "") + (i.loadedByProxy ? "" : ", loaded outside the proxy");
+    bar.append(seg);
+  }
+  const budget = c.effectiveBudgetBytes;
+  const summary = text("div", gb(c.usedBytes) + " of " + (budget ? gb(budget) : "? GB") + ", " + c.loadedModels + " of " + (c.maxLoadedModels || "∞") + " models",
+    budget && c.usedBytes > budget ? "memory-text bad" : "memory-text");
+  const note = budget === 0 ? "budget unknown, learned from LM Studio's refusals"
+    : c.learnedCeilingBytes > 0 && c.learnedCeilingBytes === budget
+      ? "ceiling " + gb(c.learnedCeilingBytes) + " learned from LM Studio's refusals" + (c.memoryBudgetBytes ? " (configured " + gb(c.memoryBudgetBytes) + ")" : "")
+      : "budget from Capacity:MemoryBudgetBytes";
+  summary.append(text("span", " — " + note, "muted"));
+  card.append(bar, summary, text("div", "Idle unload after " + c.idleUnloadAfter + " · swap wait up to " + c.maxSwapWait
+    + (c.evictForeign ? " · may unload models loaded outside the proxy" : ""), "muted"));
+  return card;
+}
+
+// One row per model, kept between refreshes so that a button is never replaced under the pointer.
+const rows = new Map();
+function row(key) {
+  let r = rows.get(key);
+  if (r) return r;
+  const tr = document.createElement("tr");
+  tr.dataset.model = key;
+  const cells = Array.from({ length: 11 }, () => document.createElement("td"));
+  const buttons = ["load", "unload", "pin"].map(action => {
+    const b = text("button", null);
+    b.dataset.action = action;
+    b.dataset.model = key;
+    return b;
+  });
+  const actions = text("td", null, "actions");
+  actions.append(...buttons);
+  tr.append(...cells, actions);
+  r = { tr, cells, buttons };
+  rows.set(key, r);
+  return r;
+}
+function fill(td, value, cls) {
+  if (value instanceof Node) td.replaceChildren(value); else td.textContent = value ?? "";
+  if (cls) td.className = cls; else td.removeAttribute("class");
+}
+const STATE_CLASS = { idle: "ok", busy: "ok", "not loaded": "muted" };
+
+function loadCell(m, s) {
+  if (m.state !== "loading") return m.lastLoadMs == null ? "" : Math.round(m.lastLoadMs) + " ms";
+  const instance = s.hosts.flatMap(h => h.instances).find(i => i.model === m.key && i.state === "loading");
+  const p = progress(instance, m.lastLoadMs);
+  const cell = text("span", null, "load-progress");
+  const bar = text("span", null, "progress" + (p.percent == null ? " unknown" : "")), inner = text("div", null);
+  if (p.percent != null) inner.style.width = p.percent.toFixed(1) + "%";
+  bar.append(inner);
+  const elapsed = p.elapsed == null ? "" : duration(p.elapsed);
+  cell.append(bar, text("span", p.percent == null ? "first load" + (elapsed ? ", " + elapsed : "") : elapsed + " / ~" + duration(p.expected)));
+  return cell;
+}
+
+function renderModels(s) {
+  const order = s.models.map(m => {
+    const { tr, cells, buttons } = row(m.key);
+    const values = [
+      [m.key], [m.state, STATE_CLASS[m.state] ?? "busy"], [String(m.held)], [loadCell(m, s)], [m.inFlight ? String(m.inFlight) : ""],
+      [m.pinned ? "pinned" : "", "ok"], [ago(m.lastUsedAt)], [m.estimatedBytes ? gb(m.estimatedBytes) : ""], [m.hosts.join(", ")],
+      [m.waiting, "busy"], [m.lastError, "bad"],
+    ];
+    values.forEach(([value, cls], i) => fill(cells[i], value, cls));
+    if (m.lastErrorAt) cells[10].title = ago(m.lastErrorAt); else cells[10].removeAttribute("title");
+    const [load, unload, pin] = buttons;
+    load.textContent = "Load";
+    load.disabled = m.state !== "not loaded";
+    unload.textContent = "Unload";
+    unload.disabled = m.state !== "idle" && m.state !== "busy";
+    pin.textContent = m.pinned ? "Unpin" : "Pin";
+    pin.dataset.action = m.pinned ? "unpin" : "pin";
+    return tr;
+  });
+  const keys = new Set(s.models.map(m => m.key));
+  for (const key of [...rows.keys()]) if (!keys.has(key)) rows.delete(key);
+  const body = $("models");
+  if (order.length !== body.children.length || order.some((tr, i) => body.children[i] !== tr)) body.replaceChildren(...order);
+}
+
+const ICONS = { load: "▲", unload: "▼", swap: "⇄", refusal: "⊘", failure: "✖", dropped: "↓", found: "◆", spill: "↪" };
+function renderEvents(s) {
+  const unloads = Object.entries(s.unloads).map(([reason, count]) => reason + " " + count).join(", ");
+  $("totals").textContent = "Unloads: " + (unloads || "none") + " · Swaps: " + s.swaps;
+
+  const events = [...s.events].reverse(); // newest first
+  const end = now();
+  const start = Math.min(end - 60000, ...events.map(e => Date.parse(e.at) - (e.durationMs ?? 0)));
+  const percent = t => (100 * (t - start) / (end - start)).toFixed(2) + "%";
+  $("strip").replaceChildren(...events.map(e => {
+    const mark = text("div", null, "mark " + e.kind);
+    const at = Date.parse(e.at);
+    mark.style.left = percent(at - (e.durationMs ?? 0));
+    if (e.durationMs) mark.style.width = (100 * e.durationMs / (end - start)).toFixed(2) + "%";
+    mark.title = e.kind + " " + e.model + " on " + e.host + (e.reason ? ": " + e.reason : "") + " (" + new Date(at).toLocaleTimeString() + ")";
+    return mark;
+  }));
+  $("strip-start").textContent = ago(new Date(start).toISOString());
+
+  $("events").replaceChildren(...events.map(e => {
+    const tr = document.createElement("tr");
+    tr.dataset.kind = e.kind;
+    const when = text("td", ago(e.at), "muted");
+    when.title = new Date(Date.parse(e.at)).toLocaleString();
+    const kind = text("td");
+    kind.append(text("span", (ICONS[e.kind] ?? "•") + " " + e.kind, "kind " + e.kind));
+    tr.append(when, kind, text("td", e.host), text("td", e.model), text("td", e.reason), text("td", e.durationMs == null ? "" : duration(e.durationMs)));
+    return tr;
+  }));
+}
+
 async function refresh() {
   try {
     const response = await fetch("status", { cache: "no-store" });
     if (!response.ok) throw new Error("HTTP " + response.status);
     const s = await response.json();
-    document.getElementById("version").textContent = "v" + s.version;
-    const up = document.getElementById("upstream");
-    up.replaceChildren(text("span", "LM Studio " + s.upstream.url + ": "), text("span", s.upstream.reachable ? "answers" : "not reachable", s.upstream.reachable ? "ok" : "bad"), text("span", s.upstream.reachable ? "" : " (" + s.upstream.detail + ")"));
-    document.getElementById("loader").textContent = "Loader: " + s.loader.name + " — " + s.loader.reason;
-    const rows = s.models.map(m => {
-      const tr = document.createElement("tr");
-      tr.dataset.model = m.key;
-      const state = m.loading ? ["loading", "busy"] : m.loaded ? ["loaded", "ok"] : ["not loaded", "muted"];
-      tr.append(text("td", m.key), text("td", state[0], state[1]), text("td", String(m.held)),
-        text("td", m.lastLoadMs == null ? "" : Math.round(m.lastLoadMs) + " ms"), text("td", m.lastError ?? "", "bad"));
-      return tr;
-    });
-    document.getElementById("models").replaceChildren(...rows);
-    document.getElementById("refreshed").textContent = new Date().toLocaleTimeString();
+    const serverSkew = Date.parse(response.headers.get("date")) - Date.now();
+    skew = Math.abs(serverSkew) > 2000 ? serverSkew : 0;
+    $("version").textContent = "v" + s.version;
+    $("upstream").replaceChildren(text("span", "LM Studio " + s.upstream.url + ": "), text("span", s.upstream.reachable ? "answers" : "not reachable", s.upstream.reachable ? "ok" : "bad"), text("span", s.upstream.reachable ? "" : " (" + s.upstream.detail + ")"));
+    // With hosts, each card names its loader; the page-wide line is for a proxy without any.
+    $("loader").textContent = s.hosts.length ? "" : "Loader: " + s.loader.name + " — " + s.loader.reason;
+    $("hosts").replaceChildren(...s.hosts.map(hostCard));
+    renderModels(s);
+    renderEvents(s);
+    $("refreshed").textContent = new Date().toLocaleTimeString();
   } catch (e) {
-    document.getElementById("upstream").replaceChildren(text("span", "Cannot read /status: " + e.message, "bad"));
+    $("upstream").replaceChildren(text("span", "Cannot read /status: " + e.message, "bad"));
   }
 }
+
+let messageTimer;
+function say(message, ok) {
+  const m = $("message");
+  m.textContent = message;
+  m.className = ok ? "ok" : "bad";
+  clearTimeout(messageTimer);
+  messageTimer = setTimeout(() => { m.textContent = ""; }, 6000);
+}
+
+$("models").addEventListener("click", async e => {
+  const button = e.target.closest("button[data-action]");
+  if (!button) return;
+  const { action, model } = button.dataset;
+  button.disabled = true;
+  try {
+    const response = await fetch("models/" + encodeURIComponent(model) + "/" + action, { method: "POST", headers: { "X-LmsProxy-Action": "1" } });
+    const body = await response.json().catch(() => ({}));
+    say(body.message ?? body.error ?? (response.ok ? "'" + model + "' " + action + "ned." : "HTTP " + response.status), response.ok);
+  } catch (error) {
+    say("Cannot " + action + " '" + model + "': " + error.message, false);
+  }
+  refresh();
+});
+
 refresh();
 setInterval(refresh, 2000);
 </script>

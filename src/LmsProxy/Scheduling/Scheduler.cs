@@ -51,6 +51,8 @@ public sealed partial class Scheduler : IDisposable
     private readonly Dictionary<string, int> _unloadCounts = new(StringComparer.Ordinal);
     private int _swapCount;
     private readonly ITimer _tick;
+    private readonly ITimer _wake;
+    private long _wakeDue;
     private volatile FrozenDictionary<string, Instance[]> _ready = FrozenDictionary<string, Instance[]>.Empty;
     private volatile ModelCatalog _catalog = ModelCatalog.Empty;
     private volatile bool _severalHosts;
@@ -81,6 +83,10 @@ public sealed partial class Scheduler : IDisposable
             description: "1 while YARP's health checks see the host alive.");
         // Idle unloads, swap-wait expiries and health changes are noticed on this tick.
         _tick = time.CreateTimer(_ => Tick(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        _wake = time.CreateTimer(_ =>
+        {
+            lock (_lock) Pump();
+        }, null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
     public CapacityEvents Events { get; }
@@ -312,7 +318,19 @@ public sealed partial class Scheduler : IDisposable
         }
     }
 
-    public void Dispose() => _tick.Dispose();
+    public void Dispose()
+    {
+        _tick.Dispose();
+        _wake.Dispose();
+    }
+
+    /// <summary>Arranges a pump at <paramref name="when"/> (a timestamp), unless one is due sooner.</summary>
+    private void WakeAt(long when, long now)
+    {
+        if (_wakeDue > now && _wakeDue <= when) return;
+        _wakeDue = when;
+        _wake.Change(TimeSpan.FromSeconds(Math.Max(0, when - now) / (double)_time.TimestampFrequency) + TimeSpan.FromMilliseconds(1), Timeout.InfiniteTimeSpan);
+    }
 
     private void Tick()
     {
@@ -472,6 +490,8 @@ public sealed partial class Scheduler : IDisposable
             else
             {
                 group.Situation = $"waiting up to {maxWait.TotalSeconds:0} s (Capacity:MaxSwapWait) for room on host '{swap.Host.Name}', where {busy} is busy";
+                // Pump again the moment the fairness bound is reached, not at the next tick.
+                WakeAt(group.Oldest + ToTimestamp(maxWait), now);
             }
             return;
         }

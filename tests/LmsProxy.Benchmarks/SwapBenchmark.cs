@@ -1,0 +1,161 @@
+using System.Diagnostics;
+using System.Net;
+using LmStudioSimulator;
+
+namespace LmsProxy.Benchmarks;
+
+/// <summary>
+/// Two models that do not fit together, both in demand (issue "No swap thrash"): 8 clients, 4 per model, send chat
+/// requests back to back. "grouped" lets the loaded model keep serving while the other waits up to MaxSwapWait (5 s);
+/// "FIFO" (MaxSwapWait 0) swaps as soon as the other model waits. Each run has its own simulator and proxy.
+/// </summary>
+internal static class SwapBenchmark
+{
+    /// <summary>How long the simulator takes to answer a non-streaming request: an answer takes time, so a model is busy.</summary>
+    public const int DefaultResponseMs = 200;
+
+    private static readonly TimeSpan LoadTime = TimeSpan.FromSeconds(1.5);
+    private static readonly TimeSpan GroupedSwapWait = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan Slack = TimeSpan.FromSeconds(1);
+    private const string ModelA = "qwen/qwen3-8b";
+    private const string ModelB = "google/gemma-3-1b";
+    private const int ClientsPerModel = 4;
+
+    /// <param name="Error">The start of the answer when it was not a 200.</param>
+    private sealed record Request(string Model, double StartMs, double EndMs, HttpStatusCode Status, string? Error = null)
+    {
+        public double LatencyMs => EndMs - StartMs;
+    }
+
+    private sealed record Run(string Name, TimeSpan MaxSwapWait, IReadOnlyList<Request> Requests, double Seconds, int Loads, int CutOff, int RefusedLoads, int NotLoaded)
+    {
+        public int Ok => Requests.Count(r => r.Status == HttpStatusCode.OK);
+
+        /// <summary>Answered (200) requests per load: an error answered at once is no work done.</summary>
+        public double PerLoad => Loads == 0 ? double.NaN : (double)Ok / Loads;
+
+        /// <summary>Answered (200) requests per second.</summary>
+        public double Throughput => Ok / Seconds;
+
+        public double Bound => (MaxSwapWait + LoadTime + Slack).TotalMilliseconds;
+
+        /// <summary>Latency of the answered (200) requests.</summary>
+        public double Latency(double fraction) => Stats.Percentile(Requests.Where(r => r.Status == HttpStatusCode.OK).Select(r => r.LatencyMs).ToList(), fraction);
+
+        /// <summary>The longest any request waited for its answer, whatever the answer.</summary>
+        public double LongestWait => Requests.Count == 0 ? double.NaN : Requests.Max(r => r.LatencyMs);
+    }
+
+    public static async Task<bool> RunAsync(int seconds, int responseMs, StartProxy startProxy)
+    {
+        var models = SimulatorOptions.DefaultModels();
+        long SizeOf(string key) => models.Single(m => m.Key == key).SizeBytes;
+        // Room for either model alone, not for both: the larger one and half the smaller one.
+        var budget = Math.Max(SizeOf(ModelA), SizeOf(ModelB)) + Math.Min(SizeOf(ModelA), SizeOf(ModelB)) / 2;
+        var grouped = await RunOnceAsync("grouped", GroupedSwapWait, seconds, responseMs, budget, startProxy);
+        var fifo = await RunOnceAsync("FIFO", TimeSpan.Zero, seconds, responseMs, budget, startProxy);
+
+        Console.WriteLine($"\n## Swap: two models that do not fit together ({seconds} s per run, {ClientsPerModel * 2} clients, {ClientsPerModel} per model, back to back, non-streaming)\n");
+        Console.WriteLine($"Simulator: load {LoadTime.TotalMilliseconds:0} ms, answer {responseMs} ms, parallel 4, memory budget {budget / 1e9:0.00} GB " +
+                          $"({ModelA} {SizeOf(ModelA) / 1e9:0.00} GB, {ModelB} {SizeOf(ModelB) / 1e9:0.00} GB). " +
+                          "LmsProxy: REST loader, Capacity:MaxLoadedModels=1, HoldTimeout 2 min.\n");
+        Console.WriteLine("| run | MaxSwapWait | requests | status 200 | loads | 200s per load | 200s per s | p50 ms | p99 ms | max ms | longest wait, any status, ms | bound: MaxSwapWait + load + 1 s | within bound | cut off by an unload | loads refused by LM Studio | \"not loaded\" answers |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var run in new[] { grouped, fifo })
+        {
+            Console.WriteLine($"| {run.Name} | {run.MaxSwapWait.TotalSeconds:0} s | {run.Requests.Count} | {run.Ok} | {run.Loads} | {run.PerLoad:0.0} | {run.Throughput:0.0} | " +
+                              $"{run.Latency(0.5):0} | {run.Latency(0.99):0} | {run.Latency(1):0} | {run.LongestWait:0} | {run.Bound:0} | {(run.LongestWait <= run.Bound ? "yes" : "no")} | {run.CutOff} | {run.RefusedLoads} | {run.NotLoaded} |");
+        }
+        var throughputRatio = grouped.Throughput / fifo.Throughput;
+        var perLoadRatio = grouped.PerLoad / fifo.PerLoad;
+        Console.WriteLine($"\ngrouped / FIFO: throughput {throughputRatio:0.0}×, requests per load {perLoadRatio:0.0}×\n");
+
+        var checks = new (string Target, string Value, bool Pass)[]
+        {
+            ("grouped: ≥ 8 requests (200s) per load", $"{grouped.PerLoad:0.0}", grouped.PerLoad >= 8),
+            ("grouped: ≥ 5× FIFO throughput (200s per s)", $"{throughputRatio:0.0}×", throughputRatio >= 5),
+            ("grouped: longest wait ≤ MaxSwapWait + one load (+1 s slack)", $"{grouped.LongestWait:0} ms (bound {grouped.Bound:0} ms)", grouped.LongestWait <= grouped.Bound),
+            ("both: every request 200, none cut off by an unload", $"{grouped.Ok + fifo.Ok} of {grouped.Requests.Count + fifo.Requests.Count}, {grouped.CutOff + fifo.CutOff} cut off",
+                grouped.Ok == grouped.Requests.Count && fifo.Ok == fifo.Requests.Count && grouped.CutOff + fifo.CutOff == 0),
+        };
+        Console.WriteLine("| target | measured | result |");
+        Console.WriteLine("|---|---|---|");
+        foreach (var (target, value, pass) in checks) Console.WriteLine($"| {target} | {value} | {(pass ? "PASS" : "FAIL")} |");
+        foreach (var run in new[] { grouped, fifo })
+        {
+            foreach (var group in run.Requests.Where(r => r.Status != HttpStatusCode.OK).GroupBy(r => (r.Model, r.Status)))
+            {
+                Console.WriteLine($"- {run.Name}: {group.Count()} × {(int)group.Key.Status} for {group.Key.Model}, first at {group.Min(r => r.StartMs) / 1000:0.0} s: {group.First().Error}");
+            }
+        }
+        return checks.All(c => c.Pass);
+    }
+
+    private static async Task<Run> RunOnceAsync(string name, TimeSpan maxSwapWait, int seconds, int responseMs, long budget, StartProxy startProxy)
+    {
+        await using var sim = await SimulatorApp.StartAsync(new SimulatorOptions
+        {
+            LoadTime = LoadTime,
+            MemoryBudgetBytes = budget,
+            ResponseDelay = TimeSpan.FromMilliseconds(responseMs),
+        });
+        var port = Processes.FreePort();
+        var proxy = startProxy(port, sim.Url.GetLeftPart(UriPartial.Authority), new Dictionary<string, string>
+        {
+            ["LmsProxy__Loader"] = "rest",
+            ["LmsProxy__Capacity__MaxLoadedModels"] = "1",
+            ["LmsProxy__Capacity__MaxSwapWait"] = maxSwapWait.ToString("c"),
+            ["LmsProxy__HoldTimeout"] = "00:02:00",
+        });
+        try
+        {
+            await Processes.WaitForHttp($"http://127.0.0.1:{port}/healthz");
+            await Task.Delay(TimeSpan.FromSeconds(1)); // the start-up read of LM Studio's model list
+            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 })
+            {
+                BaseAddress = new Uri($"http://127.0.0.1:{port}"),
+                Timeout = TimeSpan.FromMinutes(3),
+            };
+            var clock = Stopwatch.StartNew();
+            var deadline = TimeSpan.FromSeconds(seconds);
+            var clients = Enumerable.Range(0, ClientsPerModel * 2).Select(i => Task.Run(async () =>
+            {
+                var model = i < ClientsPerModel ? ModelA : ModelB;
+                var body = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hi"}]}""";
+                var mine = new List<Request>();
+                while (clock.Elapsed < deadline)
+                {
+                    var start = clock.Elapsed.TotalMilliseconds;
+                    HttpStatusCode status;
+                    string? error = null;
+                    try
+                    {
+                        using var response = await http.PostAsync("/v1/chat/completions", Targets.Json(body));
+                        var text = await response.Content.ReadAsStringAsync();
+                        status = response.StatusCode;
+                        if (status != HttpStatusCode.OK) error = text[..Math.Min(200, text.Length)];
+                    }
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                    {
+                        status = 0; // the connection broke (an unload cut the request off) or the client timed out
+                        error = e.Message;
+                    }
+                    mine.Add(new Request(model, start, clock.Elapsed.TotalMilliseconds, status, error));
+                    // A client that got an error pauses before it asks again, so that a storm of quick errors does not
+                    // take the CPU the proxy and the simulator need (every error already fails the run).
+                    if (status != HttpStatusCode.OK) await Task.Delay(100);
+                }
+                return mine;
+            })).ToList();
+            var requests = (await Task.WhenAll(clients)).SelectMany(r => r).ToList();
+            var elapsed = clock.Elapsed.TotalSeconds;
+            return new Run(name, maxSwapWait, requests, elapsed, sim.State.LoadCount(ModelA) + sim.State.LoadCount(ModelB),
+                sim.State.CutOffRequests, sim.State.RefusedLoads, sim.State.NotLoadedAnswers);
+        }
+        finally
+        {
+            proxy.Kill(entireProcessTree: true);
+            await proxy.WaitForExitAsync();
+        }
+    }
+}
