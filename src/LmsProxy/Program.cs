@@ -18,7 +18,10 @@ var contentRoot = ContentRoot.Find();
 // `--help`, `-h`, `--version`: print (the text is in CommandLineHelp) and exit 0 without starting the server.
 if (CommandLineHelp.IsRequested(args)) return CommandLineHelp.Write(args, ContentRoot.SettingsFile(contentRoot), Console.Out);
 
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
+// The slim builder: the same configuration sources (appsettings.json watched, environment, command line) and console
+// logs, without IIS, QUIC and the rest a proxy never uses (they cost memory); HTTPS endpoints still work.
+var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = args, ContentRootPath = contentRoot });
+builder.WebHost.UseKestrelHttpsConfiguration();
 
 // Invalid settings stop the program with one line that says what is wrong, not a stack trace.
 if (ProxySettings.Bind(builder.Configuration, out var errors) is not { } startupOptions)

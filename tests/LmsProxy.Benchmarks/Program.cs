@@ -35,6 +35,14 @@ Process StartLmsProxy(int port, string upstream, IReadOnlyDictionary<string, str
     return processes.Start("dotnet", [lmsProxyDll], env, workingDirectory: AppContext.BaseDirectory);
 }
 
+// A bare YARP direct forwarder in a process of its own, started by the overhead run like LmsProxy (same runtime settings).
+if (args.Length == 3 && args[0] == "--bare-yarp")
+{
+    await using var bare = await Targets.StartBareYarpAsync(int.Parse(args[1], CultureInfo.InvariantCulture), int.Parse(args[2], CultureInfo.InvariantCulture));
+    await bare.WaitForShutdownAsync();
+    return 0;
+}
+
 if (soak is { } soakSeconds) return await Soak.RunAsync(soakSeconds, (port, upstream) => StartLmsProxy(port, upstream));
 if (args.Contains("--held-only"))
 {

@@ -44,7 +44,7 @@ public static class LmsProxyHost
 
     public static void MapLmsProxy(this WebApplication app)
     {
-        app.UseWebSockets();
+        // No UseWebSockets: YARP forwards WebSocket upgrades itself (HTTP upgrade), and the middleware would cost every request.
         app.UseMiddleware<ApiKeyMiddleware>();
         app.MapHealthEndpoints();
         app.MapStatusEndpoints();

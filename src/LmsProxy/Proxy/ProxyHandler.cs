@@ -91,7 +91,7 @@ public sealed partial class ProxyHandler
         var transformers = TransformersFor(host);
         HttpTransformer transformer = ModelListTransformer.Handles(context.Request)
             ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
-            : IsKnownPath(context.Request.Path) || context.WebSockets.IsWebSocketRequest ? transformers.PassThrough : transformers.UnknownPath;
+            : IsKnownPath(context.Request.Path) || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
         var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
         await FinishAsync(context, null, new Attempt(AttemptKind.Forwarded, host, Error: error), TimeSpan.Zero, _time.GetTimestamp(), warm: true);
     }
@@ -224,7 +224,7 @@ public sealed partial class ProxyHandler
     {
         context.Request.Body = request.OpenBody();
         context.Request.ContentLength = request.Length;
-        context.Request.Headers.TransferEncoding = default;
+        if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
         if (_scheduler.Hosts.Count > 1) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
 
         var transformers = TransformersFor(host);

@@ -46,7 +46,7 @@ public sealed class UpstreamTransformer(ProxySettings settings, string? hostToke
     {
         var proceed = await Default.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
         if (proxyResponse is null) return proceed;
-        if (proxyResponse.Content.Headers.ContentType?.MediaType == "text/event-stream")
+        if (IsEventStream(proxyResponse))
         {
             httpContext.Response.Headers["X-Accel-Buffering"] = "no";
             return proceed;
@@ -83,6 +83,11 @@ public sealed class UpstreamTransformer(ProxySettings settings, string? hostToke
         await stream.CopyToAsync(httpContext.Response.Body, cancellationToken);
         return false;
     }
+
+    /// <summary>Reads the raw header, without parsing it into a MediaTypeHeaderValue (that costs every response).</summary>
+    private static bool IsEventStream(HttpResponseMessage response) =>
+        response.Content.Headers.NonValidated.TryGetValues("Content-Type", out var values) &&
+        values.ToString().StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>LM Studio's "No models loaded" refusal (400 or 404, by version) and its unload messages: contract §2.1, capacity-signals §6.</summary>
     public static bool IsNotLoadedAnswer(string body) =>
