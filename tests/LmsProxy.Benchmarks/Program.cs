@@ -67,44 +67,72 @@ foreach (var tool in new[] { "nginx", "wrk" })
 }
 var work = Directory.CreateTempSubdirectory("lmsproxy-bench-").FullName;
 
-// 1. The four targets.
+// 1. The four targets. Bare YARP and LmsProxy run as processes of their own with the same runtime settings
+// (--low-memory adds the same two memory settings to both).
+var lowMemory = args.Contains("--low-memory");
+var runtimeEnv = new Dictionary<string, string> { ["DOTNET_TieredPGO"] = "1", ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1" };
+if (lowMemory)
+{
+    runtimeEnv["DOTNET_GCgen0size"] = "0x100000";
+    runtimeEnv["DOTNET_EnableWriteXorExecute"] = "0";
+}
 int upstreamPort = Processes.FreePort(), nginxPort = Processes.FreePort(), yarpPort = Processes.FreePort(), proxyPort = Processes.FreePort();
 processes.Start("nginx", ["-c", Targets.UpstreamNginx(Path.Combine(work, "upstream"), upstreamPort)]);
 processes.Start("nginx", ["-c", Targets.ProxyNginx(Path.Combine(work, "proxy"), nginxPort, upstreamPort)]);
-await using var bareYarp = await Targets.StartBareYarpAsync(yarpPort, upstreamPort);
-var lmsProxy = StartLmsProxy(proxyPort, $"http://127.0.0.1:{upstreamPort}");
+var bareYarp = processes.Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "LmsProxy.Benchmarks.dll"), "--bare-yarp", yarpPort.ToString(CultureInfo.InvariantCulture), upstreamPort.ToString(CultureInfo.InvariantCulture)],
+    runtimeEnv, workingDirectory: AppContext.BaseDirectory);
+var lmsProxy = StartLmsProxy(proxyPort, $"http://127.0.0.1:{upstreamPort}", runtimeEnv);
 foreach (var port in new[] { upstreamPort, nginxPort, yarpPort, proxyPort }) await Processes.WaitForHttp($"http://127.0.0.1:{port}/v1/models");
 var targets = new (string Name, int Port)[] { ("direct", upstreamPort), ("nginx", nginxPort), ("bare YARP", yarpPort), ("LmsProxy", proxyPort) };
 var idleMiB = Processes.RssMiB(lmsProxy.Id);
+var bareIdleMiB = Processes.RssMiB(bareYarp.Id);
 
 // .NET reaches its steady state only after tiered compilation and PGO have run: warm every target alike.
 foreach (var (_, port) in targets) await Wrk.RunAsync($"http://127.0.0.1:{port}/v1/chat/completions", 64, TimeSpan.FromSeconds(10), Targets.ChatBody, work);
 
-// 2. Small non-streaming requests at several concurrencies (a warm-up run first for each target).
-var results = new Dictionary<(string, int), WrkResult>();
-double peakMiB = 0;
+// 2. Small non-streaming requests at several concurrencies. Three rounds, the targets interleaved in each, so that a
+// passing disturbance of the machine touches all of them; the median round counts.
+const int Rounds = 3;
+var rounds = new Dictionary<(string, int), List<WrkResult>>();
+var peak = new Dictionary<string, double> { ["LmsProxy"] = 0, ["bare YARP"] = 0 };
 foreach (var connections in new[] { 1, 16, 64 })
 {
-    foreach (var (name, port) in targets)
+    for (var round = 0; round < Rounds; round++)
     {
-        var url = $"http://127.0.0.1:{port}/v1/chat/completions";
-        await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(2), Targets.ChatBody, work);
-        using var sampler = new CancellationTokenSource();
-        var sampling = name == "LmsProxy" ? Task.Run(async () =>
+        foreach (var (name, port) in targets)
         {
-            while (!sampler.IsCancellationRequested) { peakMiB = Math.Max(peakMiB, Processes.RssMiB(lmsProxy.Id)); await Task.Delay(200); }
-        }) : Task.CompletedTask;
-        results[(name, connections)] = await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(seconds), Targets.ChatBody, work);
-        sampler.Cancel();
-        await sampling;
+            var url = $"http://127.0.0.1:{port}/v1/chat/completions";
+            if (round == 0) await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(2), Targets.ChatBody, work);
+            using var sampler = new CancellationTokenSource();
+            var pid = name switch { "LmsProxy" => lmsProxy.Id, "bare YARP" => bareYarp.Id, _ => 0 };
+            var sampling = pid == 0 || connections != 64 ? Task.CompletedTask : Task.Run(async () =>
+            {
+                while (!sampler.IsCancellationRequested) { peak[name] = Math.Max(peak[name], Processes.RssMiB(pid)); await Task.Delay(200); }
+            });
+            var result = await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(seconds), Targets.ChatBody, work);
+            sampler.Cancel();
+            await sampling;
+            if (!rounds.TryGetValue((name, connections), out var list)) rounds[(name, connections)] = list = [];
+            list.Add(result);
+        }
     }
 }
+var results = rounds.ToDictionary(r => r.Key, r => r.Value.OrderBy(x => x.RequestsPerSecond).ElementAt(Rounds / 2));
 
 // 3. Time to the first streamed event, one request at a time.
 var firstEvent = new Dictionary<string, (double P50, double P99)>();
 foreach (var (name, port) in targets) firstEvent[name] = await FirstEventAsync(port, 300);
 
-Console.WriteLine($"\n## Proxy overhead (wrk, {seconds} s per cell, 2 cores, loopback; upstream: static nginx)\n");
+Console.WriteLine($"\n## Proxy overhead (wrk, median of {Rounds} interleaved rounds of {seconds} s per cell, 2 cores, loopback; upstream: static nginx{(lowMemory ? "; --low-memory" : "")})\n");
+Console.WriteLine("| connections | LmsProxy / bare YARP (each round) | LmsProxy / bare YARP (median) | LmsProxy / nginx | bare YARP / nginx |");
+Console.WriteLine("|---|---|---|---|---|");
+foreach (var connections in new[] { 1, 16, 64 })
+{
+    var each = Enumerable.Range(0, Rounds).Select(i => rounds[("LmsProxy", connections)][i].RequestsPerSecond / rounds[("bare YARP", connections)][i].RequestsPerSecond).ToList();
+    Console.WriteLine($"| {connections} | {string.Join(", ", each.Select(r => r.ToString("0.00")))} | {each.Order().ElementAt(Rounds / 2):0.00} | " +
+        $"{results[("LmsProxy", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} | {results[("bare YARP", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} |");
+}
+Console.WriteLine();
 Console.WriteLine("| connections | target | req/s | ratio to nginx | ratio to direct | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
 foreach (var connections in new[] { 1, 16, 64 })
@@ -128,7 +156,7 @@ foreach (var (name, _) in targets)
 
 // 4. Held requests: release after the load, and memory while 1,000 wait.
 await HeldRequestsAsync();
-Console.WriteLine($"\nLmsProxy memory: idle {idleMiB:0} MiB, peak under load (64 connections) {peakMiB:0} MiB.");
+Console.WriteLine($"\nMemory (RSS): LmsProxy idle {idleMiB:0} MiB, peak at 64 connections {peak["LmsProxy"]:0} MiB; bare YARP idle {bareIdleMiB:0} MiB, peak {peak["bare YARP"]:0} MiB.");
 Directory.Delete(work, recursive: true);
 
 // 5. What a cold request costs beyond the load, and two models that do not fit together.

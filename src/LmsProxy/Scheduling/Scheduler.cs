@@ -79,6 +79,12 @@ public sealed partial class Scheduler : IDisposable
         metrics.Meter.CreateObservableGauge("lmsproxy.requests.held", ObserveHeld, description: "Requests held now, by model.");
         metrics.Meter.CreateObservableGauge("lmsproxy.instance.in_flight", ObserveInFlight, description: "Requests in flight per loaded model and host.");
         metrics.Meter.CreateObservableGauge("lmsproxy.host.memory.estimated_bytes", ObserveMemory, unit: "By", description: "Estimated memory of the models loaded on each host.");
+        metrics.Meter.CreateObservableGauge("lmsproxy.instance.estimated_bytes", () => ObserveInstances(i => i.EstimatedBytes), unit: "By", description: "Estimated memory of each loaded model, by host.");
+        metrics.Meter.CreateObservableGauge("lmsproxy.instance.idle_seconds", () => ObserveInstances(i => i.InFlight > 0 ? 0 : (long)_time.GetElapsedTime(i.LastUsed).TotalSeconds), unit: "s", description: "Seconds since each loaded model was last used (0 while busy).");
+        metrics.Meter.CreateObservableGauge("lmsproxy.instance.pinned", () => ObserveInstances(i => IsPinned(i.ModelKey) ? 1 : 0), description: "1 for a pinned model (never unloaded by the proxy).");
+        metrics.Meter.CreateObservableGauge("lmsproxy.instance.state", ObserveStates, description: "1 for each loaded model's state: loading, idle, busy, draining, unloading.");
+        metrics.Meter.CreateObservableGauge("lmsproxy.host.memory.budget_bytes", () => _cluster.Hosts.Select(h => new System.Diagnostics.Metrics.Measurement<long>(Budget(h), new KeyValuePair<string, object?>("host", h.Name))),
+            unit: "By", description: "The memory budget in force per host (configured or learned; 0: unknown).");
         metrics.Meter.CreateObservableGauge("lmsproxy.host.up", () => _cluster.Hosts.Select(h => new System.Diagnostics.Metrics.Measurement<int>(h.IsHealthy ? 1 : 0, new KeyValuePair<string, object?>("host", h.Name))),
             description: "1 while YARP's health checks see the host alive.");
         // Idle unloads, swap-wait expiries and health changes are noticed on this tick.
@@ -1037,6 +1043,18 @@ public sealed partial class Scheduler : IDisposable
 
     private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveInFlight() =>
         _ready.Values.SelectMany(i => i).Distinct().Select(i => new System.Diagnostics.Metrics.Measurement<int>(i.InFlight, new("model", i.ModelKey), new("host", i.Host.Name)));
+
+    private List<Instance> AllInstances()
+    {
+        lock (_lock) return [.. _cluster.Hosts.SelectMany(h => h.Instances.Values).Where(i => i.State != InstanceState.Gone)];
+    }
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveInstances(Func<Instance, long> value) =>
+        AllInstances().Select(i => new System.Diagnostics.Metrics.Measurement<long>(value(i), new("model", i.ModelKey), new("host", i.Host.Name)));
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveStates() =>
+        AllInstances().Select(i => new System.Diagnostics.Metrics.Measurement<int>(1, new("model", i.ModelKey), new("host", i.Host.Name),
+            new("state", i.State == InstanceState.Ready ? (i.InFlight > 0 ? "busy" : "idle") : i.State.ToString().ToLowerInvariant())));
 
     private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveMemory()
     {

@@ -48,6 +48,10 @@ public sealed class StatusAndMetricsTests
         Assert.Equal(0, Value(metrics, "lmsproxy_hold_duration_seconds_bucket", "outcome=\"ready\"", "le=\"0.5\""));
         Assert.Equal(1, Value(metrics, "lmsproxy_hold_duration_seconds_bucket", "outcome=\"ready\"", "le=\"5\""));
         Assert.Equal(0, Value(metrics, "lmsproxy_requests_held", "model=\"qwen/qwen3-8b\""));
+        Assert.Equal(1, Value(metrics, "lmsproxy_instance_state", "model=\"qwen/qwen3-8b\"", "host=\"default\"", "state=\"idle\""));
+        Assert.True(Value(metrics, "lmsproxy_instance_estimated_bytes", "model=\"qwen/qwen3-8b\"", "host=\"default\"") > 5e9);
+        Assert.Equal(0, Value(metrics, "lmsproxy_instance_pinned", "model=\"qwen/qwen3-8b\""));
+        Assert.Equal(1, Value(metrics, "lmsproxy_host_up", "host=\"default\""));
     }
 
     [Fact(Timeout = 30000)]
