@@ -1,0 +1,84 @@
+using LmsProxy.Configuration;
+using LmsProxy.Hosts;
+using LmsProxy.Loading;
+
+namespace LmsProxy.Scheduling;
+
+/// <summary>What operators see of the scheduler: /status and the status page's snapshot, and the gauges /metrics reads.</summary>
+public sealed partial class Scheduler
+{
+    public StatusSnapshot Snapshot()
+    {
+        lock (_lock)
+        {
+            var now = _time.GetTimestamp();
+            var held = _groups.Values.GroupBy(g => g.Key, StringComparer.OrdinalIgnoreCase)
+                .ToDictionary(g => g.Key, g => (Count: g.Sum(x => x.Waiters.Count(w => !w.Background)), Situation: g.Select(x => x.Situation).FirstOrDefault(s => s is not null)), StringComparer.OrdinalIgnoreCase);
+            var hosts = _cluster.Hosts.Select(h => new HostSnapshot(
+                h.Name, h.Url, h.IsHealthy, h.Loader, h.RefreshedAt, h.LastRefreshError, h.Operation, h.Capacity, Budget(h), h.LearnedCeilingBytes,
+                [.. h.Instances.Values.Select(i => new InstanceSnapshot(
+                    i.ModelKey, i.State, i.InFlight, i.LoadedByProxy, IsPinned(i.ModelKey), i.EstimatedBytes, i.Parallel,
+                    i.LastUsed == 0 ? null : _time.GetUtcNow() - _time.GetElapsedTime(i.LastUsed, now), i.LoadedAt, i.LoadStartedAt,
+                    [.. i.LmStudioInstances.Select(x => x.Id)],
+                    _lastLoadDurations.TryGetValue((h.Name, i.ModelKey), out var d) ? d.TotalMilliseconds : null))],
+                [.. h.Catalog.Models.Select(m => m.Key)])).ToList();
+            var models = _catalog.Models.Select(m => m.Key).Concat(held.Keys).Distinct(StringComparer.OrdinalIgnoreCase).Select(key => new ModelSnapshot(
+                key,
+                _catalog.Resolve(key)?.Type,
+                held.TryGetValue(key, out var h) ? h.Count : 0,
+                held.TryGetValue(key, out var s) ? s.Situation : null,
+                IsPinned(key),
+                _lastLoadDurations.Where(l => string.Equals(l.Key.Model, key, StringComparison.OrdinalIgnoreCase)).Select(l => (double?)l.Value.TotalMilliseconds).LastOrDefault(),
+                _lastErrors.Where(l => string.Equals(l.Key.Model, key, StringComparison.OrdinalIgnoreCase)).Select(l => l.Value.Message).LastOrDefault(),
+                _lastErrors.Where(l => string.Equals(l.Key.Model, key, StringComparison.OrdinalIgnoreCase)).Select(l => (DateTimeOffset?)l.Value.At).LastOrDefault())).ToList();
+            return new StatusSnapshot(hosts, models, Events.Recent(), new Dictionary<string, int>(_unloadCounts), _swapCount);
+        }
+    }
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveHeld()
+    {
+        Dictionary<string, int> held;
+        lock (_lock)
+        {
+            held = _groups.Values.GroupBy(g => g.Key, StringComparer.OrdinalIgnoreCase)
+                .ToDictionary(g => g.Key, g => g.Sum(x => x.Waiters.Count(w => !w.Background)), StringComparer.OrdinalIgnoreCase);
+        }
+        foreach (var model in _catalog.Models) held.TryAdd(model.Key, 0);
+        return held.Select(h => new System.Diagnostics.Metrics.Measurement<long>(h.Value, new KeyValuePair<string, object?>("model", h.Key)));
+    }
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveInFlight() =>
+        _ready.Values.SelectMany(i => i).Distinct().Select(i => new System.Diagnostics.Metrics.Measurement<int>(i.InFlight, new("model", i.ModelKey), new("host", i.Host.Name)));
+
+    private List<Instance> AllInstances()
+    {
+        lock (_lock) return [.. _cluster.Hosts.SelectMany(h => h.Instances.Values).Where(i => i.State != InstanceState.Gone)];
+    }
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveInstances(Func<Instance, long> value) =>
+        AllInstances().Select(i => new System.Diagnostics.Metrics.Measurement<long>(value(i), new("model", i.ModelKey), new("host", i.Host.Name)));
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveStates() =>
+        AllInstances().Select(i => new System.Diagnostics.Metrics.Measurement<int>(1, new("model", i.ModelKey), new("host", i.Host.Name),
+            new("state", i.State == InstanceState.Ready ? (i.InFlight > 0 ? "busy" : "idle") : i.State.ToString().ToLowerInvariant())));
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveMemory()
+    {
+        lock (_lock)
+        {
+            return [.. _cluster.Hosts.Select(h => new System.Diagnostics.Metrics.Measurement<long>(
+                h.Instances.Values.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes), new KeyValuePair<string, object?>("host", h.Name)))];
+        }
+    }
+}
+
+public sealed record StatusSnapshot(IReadOnlyList<HostSnapshot> Hosts, IReadOnlyList<ModelSnapshot> Models, IReadOnlyList<CapacityEvent> Events,
+    IReadOnlyDictionary<string, int> Unloads, int Swaps);
+
+public sealed record HostSnapshot(string Name, Uri Url, bool Healthy, LoaderChoice Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
+    CapacityOptions Capacity, long BudgetBytes, long LearnedCeilingBytes, IReadOnlyList<InstanceSnapshot> Instances, IReadOnlyList<string> Downloaded);
+
+public sealed record InstanceSnapshot(string Model, InstanceState State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
+    DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
+
+public sealed record ModelSnapshot(string Key, string? Type, int Held, string? Situation, bool Pinned, double? LastLoadMs, string? LastError, DateTimeOffset? LastErrorAt);
