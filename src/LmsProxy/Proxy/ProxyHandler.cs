@@ -114,15 +114,7 @@ public sealed partial class ProxyHandler
             // The warm path: a ready instance, leased without a lock; most requests end here.
             if (_scheduler.TryWarm(request.Model, pin) is { } warm)
             {
-                Attempt first;
-                try
-                {
-                    first = await ForwardAsync(context, request, warm.Host, warm, TransformMode.Inference);
-                }
-                finally
-                {
-                    _scheduler.Release(warm);
-                }
+                var first = await ForwardLeasedAsync(context, request, warm);
                 if (first.Kind != AttemptKind.Forwarded || first.Error != ForwarderError.None)
                 {
                     last = first;
@@ -134,7 +126,6 @@ public sealed partial class ProxyHandler
                 }
                 else
                 {
-                    Scheduler.ForwardSucceeded(warm);
                     Interlocked.Increment(ref warm.Forwarded.Value);
                     if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true);
                     return;
@@ -206,10 +197,19 @@ public sealed partial class ProxyHandler
                 ? await ForwardIntoStartedStreamAsync(state, admission.Host!, null)
                 : await ForwardAsync(context, request, admission.Host!, null, TransformMode.PassThrough);
         }
+        return await ForwardLeasedAsync(context, request, leased, started ? state : null);
+    }
+
+    /// <summary>
+    /// Forwards on a lease (into the keep-alive's stream when <paramref name="startedStream"/> is given), and gives the
+    /// lease back when the response is done or the client left.
+    /// </summary>
+    private async ValueTask<Attempt> ForwardLeasedAsync(HttpContext context, ModelRequest request, Instance leased, RequestState? startedStream = null)
+    {
         try
         {
-            var attempt = started
-                ? await ForwardIntoStartedStreamAsync(state, leased.Host, leased)
+            var attempt = startedStream is not null
+                ? await ForwardIntoStartedStreamAsync(startedStream, leased.Host, leased)
                 : await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
             if (attempt.Kind == AttemptKind.Forwarded && attempt.Error == ForwarderError.None) Scheduler.ForwardSucceeded(leased);
             return attempt;
@@ -225,13 +225,13 @@ public sealed partial class ProxyHandler
         context.Request.Body = request.OpenBody();
         context.Request.ContentLength = request.Length;
         if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
-        if (_scheduler.Hosts.Count > 1) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
+        if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
 
         var transformers = TransformersFor(host);
         var transformer = mode == TransformMode.Inference ? transformers.Inference : transformers.PassThrough;
         var options = _settings.Current;
         var body = context.Response.Body;
-        var capture = _scheduler.Hosts.Count > 1 ? ResponseIdCapture.For(context.Request, body, id => _affinity.Record(id, host)) : null;
+        var capture = _scheduler.SeveralHosts ? ResponseIdCapture.For(context.Request, body, id => _affinity.Record(id, host)) : null;
         if (capture is not null) context.Response.Body = capture;
         ForwarderError error;
         try
@@ -253,10 +253,7 @@ public sealed partial class ProxyHandler
         if (error == ForwarderError.Request && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
             context.Response.Clear();
-            // Connection refused: the host is down. Cut off after it took the request: LM Studio unloaded the model
-            // under it (it has no drain), so it is handled like "not loaded": check, reload if gone, re-send.
-            var exception = context.Features.Get<IForwarderErrorFeature>()?.Exception;
-            return new(IsConnectFailure(exception) || instance is null ? AttemptKind.Unreachable : AttemptKind.NotLoaded, host, instance);
+            return new(KindOfFailure(context.Features.Get<IForwarderErrorFeature>()?.Exception, instance), host, instance);
         }
         return new(AttemptKind.Forwarded, host, instance, error);
     }
@@ -289,7 +286,7 @@ public sealed partial class ProxyHandler
         }
         catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
         {
-            return new(IsConnectFailure(ex) || instance is null ? AttemptKind.Unreachable : AttemptKind.NotLoaded, host, instance);
+            return new(KindOfFailure(ex, instance), host, instance);
         }
         using (response)
         {
@@ -322,9 +319,16 @@ public sealed partial class ProxyHandler
         }
     }
 
-    private static bool IsConnectFailure(Exception? exception) =>
-        exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
-        || exception?.InnerException is System.Net.Sockets.SocketException;
+    /// <summary>
+    /// A forward that failed before any answer: a refused connection means the host is down; a request cut off after the
+    /// host took it means LM Studio unloaded the model under it (it has no drain): handled like "not loaded".
+    /// </summary>
+    private static AttemptKind KindOfFailure(Exception? exception, Instance? instance) =>
+        instance is null
+        || exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
+        || exception?.InnerException is System.Net.Sockets.SocketException
+            ? AttemptKind.Unreachable
+            : AttemptKind.NotLoaded;
 
     private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
     {

@@ -102,6 +102,9 @@ public sealed partial class Scheduler : IDisposable
 
     public IReadOnlyList<LmStudioHost> Hosts => _cluster.Hosts;
 
+    /// <summary>More than one host: placement, affinity and the X-LmsProxy-Host header matter.</summary>
+    public bool SeveralHosts => _severalHosts;
+
     /// <summary>Where requests that name no model go: the first healthy host.</summary>
     public LmStudioHost? DefaultHost()
     {
