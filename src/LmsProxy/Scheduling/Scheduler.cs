@@ -771,10 +771,7 @@ public sealed partial class Scheduler : IDisposable
             {
                 // A victim whose unload did not happen (the load stopped first) is still loaded: it serves again.
                 foreach (var victim in victims.Where(v => v.State == InstanceState.Unloading)) victim.SetState(InstanceState.Ready);
-                host.Operation = null;
-                host.Version++;
-                _dirty = true;
-                Pump();
+                EndOperation(host);
             }
         }
     }
@@ -815,15 +812,18 @@ public sealed partial class Scheduler : IDisposable
             }
             finally
             {
-                lock (_lock)
-                {
-                    host.Operation = null;
-                    host.Version++;
-                    _dirty = true;
-                    Pump();
-                }
+                lock (_lock) EndOperation(host);
             }
         });
+    }
+
+    /// <summary>The host's load or unload is over (under the lock): the host is free again, and the queue is served.</summary>
+    private void EndOperation(LmStudioHost host)
+    {
+        host.Operation = null;
+        host.Version++;
+        _dirty = true;
+        Pump();
     }
 
     private void UnloadIdle()
