@@ -26,9 +26,11 @@ public sealed class ProxyMetrics
     {
         Meter = meterFactory.Create(MeterName);
         Meter.CreateObservableCounter("lmsproxy.requests", ObserveRequests, description: "Proxied requests by model, host and outcome.");
-        _holdDuration = Meter.CreateHistogram<double>("lmsproxy.hold.duration", unit: "s", description: "Time requests were held while their model loaded or waited for room.");
+        _holdDuration = Meter.CreateHistogram<double>("lmsproxy.hold.duration", unit: "s", description: "Time requests were held while their model loaded or waited for room.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300] });
         _loads = Meter.CreateCounter<long>("lmsproxy.model.loads", description: "Model loads by host and result.");
-        _loadDuration = Meter.CreateHistogram<double>("lmsproxy.model.load.duration", unit: "s", description: "How long model loads took.");
+        _loadDuration = Meter.CreateHistogram<double>("lmsproxy.model.load.duration", unit: "s", description: "How long model loads took.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300] });
         _unloads = Meter.CreateCounter<long>("lmsproxy.model.unloads", description: "Model unloads by host and reason (capacity, refusal, idle, operator).");
         _swaps = Meter.CreateCounter<long>("lmsproxy.swaps", description: "Loads that first unloaded other models, by host.");
         _notLoadedAbsorbed = Meter.CreateCounter<long>("lmsproxy.upstream.not_loaded", description: "\"Not loaded\" answers from LM Studio the proxy absorbed.");

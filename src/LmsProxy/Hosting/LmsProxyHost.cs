@@ -4,6 +4,8 @@ using LmsProxy.Hosts;
 using LmsProxy.Proxy;
 using LmsProxy.Scheduling;
 using LmsProxy.Security;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -29,6 +31,7 @@ public static class LmsProxyHost
         services.AddSingleton(sp => new InMemoryConfigProvider([], [HostCluster.ClusterFor(sp.GetRequiredService<ProxySettings>().Current)]));
         services.AddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<InMemoryConfigProvider>());
         services.AddReverseProxy();
+        WithoutUnusedYarpServices(services);
         services.AddMetrics();
         services.AddSingleton<HostCluster>();
         services.AddSingleton<ProxyMetrics>();
@@ -38,8 +41,30 @@ public static class LmsProxyHost
         services.AddSingleton<UpstreamInvoker>();
         services.AddSingleton<ProxyHandler>();
         services.AddHostedService<HostRefresher>();
-        services.AddObservability();
+        services.AddSingleton<PrometheusMetrics>();
         return services;
+    }
+
+    /// <summary>
+    /// YARP registers ASP.NET Core authorization and data protection for route policies and session-affinity cookies,
+    /// which LmsProxy does not use (its one credential check is ApiKeyMiddleware). Both cost: data protection creates a
+    /// key ring at start-up (key files in the user's home, XML and OpenSSL in memory), and the authorization services
+    /// make WebApplication run AuthorizationMiddleware in front of every request. YARP resolves neither without routes.
+    /// </summary>
+    private static void WithoutUnusedYarpServices(IServiceCollection services)
+    {
+        // Without a handler provider WebApplication adds no AuthorizationMiddleware; the two services built on it go too.
+        // The policy provider stays: YARP's route validator asks for it.
+        services.RemoveAll<IAuthorizationHandlerProvider>();
+        services.RemoveAll<IAuthorizationService>();
+        services.RemoveAll<Microsoft.AspNetCore.Authorization.Policy.IPolicyEvaluator>();
+        for (var i = services.Count - 1; i >= 0; i--)
+        {
+            if (services[i].ServiceType == typeof(IHostedService) && services[i].ImplementationType?.FullName == "Microsoft.AspNetCore.DataProtection.Internal.DataProtectionHostedService")
+            {
+                services.RemoveAt(i);
+            }
+        }
     }
 
     public static void MapLmsProxy(this WebApplication app)
