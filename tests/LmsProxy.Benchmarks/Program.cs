@@ -4,7 +4,7 @@ using System.Net;
 using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
-// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 | --held-only | --soak 180
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --held-only | --soak 180
 //     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200]]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk); --cold-path needs curl (the fake
 // lms uses it). Everything runs on loopback and stops by itself.
@@ -109,7 +109,9 @@ foreach (var connections in new[] { 1, 16, 64 })
             {
                 while (!sampler.IsCancellationRequested) { peak[name] = Math.Max(peak[name], Processes.RssMiB(pid)); await Task.Delay(200); }
             });
+            var cpuBefore = pid == 0 ? 0 : Processes.CpuMicroseconds(pid);
             var result = await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(seconds), Targets.ChatBody, work);
+            if (pid != 0) result = result with { CpuMicrosecondsPerRequest = (Processes.CpuMicroseconds(pid) - cpuBefore) / (result.RequestsPerSecond * seconds) };
             sampler.Cancel();
             await sampling;
             if (!rounds.TryGetValue((name, connections), out var list)) rounds[(name, connections)] = list = [];
@@ -124,14 +126,17 @@ var firstEvent = new Dictionary<string, (double P50, double P99)>();
 foreach (var (name, port) in targets) firstEvent[name] = await FirstEventAsync(port, 300);
 
 Console.WriteLine($"\n## Proxy overhead (wrk, median of {Rounds} interleaved rounds of {seconds} s per cell, 2 cores, loopback; upstream: static nginx{(lowMemory ? "; --low-memory" : "")})\n");
-Console.WriteLine("| connections | LmsProxy / bare YARP (each round) | LmsProxy / bare YARP (median) | LmsProxy / nginx | bare YARP / nginx |");
-Console.WriteLine("|---|---|---|---|---|");
+Console.WriteLine("| connections | LmsProxy / bare YARP (each round) | LmsProxy / bare YARP (median) | LmsProxy / nginx | bare YARP / nginx | CPU µs per request: LmsProxy / bare YARP (medians) |");
+Console.WriteLine("|---|---|---|---|---|---|");
 foreach (var connections in new[] { 1, 16, 64 })
 {
     var each = Enumerable.Range(0, Rounds).Select(i => rounds[("LmsProxy", connections)][i].RequestsPerSecond / rounds[("bare YARP", connections)][i].RequestsPerSecond).ToList();
+    double Cpu(string name) => rounds[(name, connections)].Select(r => r.CpuMicrosecondsPerRequest).Order().ElementAt(Rounds / 2);
     Console.WriteLine($"| {connections} | {string.Join(", ", each.Select(r => r.ToString("0.00")))} | {each.Order().ElementAt(Rounds / 2):0.00} | " +
-        $"{results[("LmsProxy", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} | {results[("bare YARP", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} |");
+        $"{results[("LmsProxy", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} | {results[("bare YARP", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} | " +
+        $"{Cpu("LmsProxy"):0.0} / {Cpu("bare YARP"):0.0} |");
 }
+await SyscallsAsync([("bare YARP", yarpPort, bareYarp.Id), ("LmsProxy", proxyPort, lmsProxy.Id)], work);
 Console.WriteLine();
 Console.WriteLine("| connections | target | req/s | ratio to nginx | ratio to direct | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
@@ -154,10 +159,12 @@ foreach (var (name, _) in targets)
     Console.WriteLine($"| {name} | {p50:0.000} | {p99:0.000} | {(name == "direct" ? "" : (p50 - firstEvent["direct"].P50).ToString("0.000"))} | {(name == "direct" ? "" : (p99 - firstEvent["direct"].P99).ToString("0.000"))} |");
 }
 
-// 4. Held requests: release after the load, and memory while 1,000 wait.
-await HeldRequestsAsync();
 Console.WriteLine($"\nMemory (RSS): LmsProxy idle {idleMiB:0} MiB, peak at 64 connections {peak["LmsProxy"]:0} MiB; bare YARP idle {bareIdleMiB:0} MiB, peak {peak["bare YARP"]:0} MiB.");
 Directory.Delete(work, recursive: true);
+if (args.Contains("--overhead-only")) return 0;
+
+// 4. Held requests: release after the load, and memory while 1,000 wait.
+await HeldRequestsAsync();
 
 // 5. What a cold request costs beyond the load, and two models that do not fit together.
 await ColdPath.RunAsync(coldRounds, StartLmsProxy);
@@ -229,6 +236,30 @@ async Task HeldBurstAsync(int burst)
     var release = answered.Select(t => Stopwatch.GetElapsedTime(loaded, t).TotalMilliseconds).Order().ToList();
     Console.WriteLine($"| {burst} | {release[release.Count / 2]:0.0} | {release[(int)(release.Count * 0.99)]:0.0} | {release[^1]:0.0} | {heldMiB:0} | {statuses.All(s => s == HttpStatusCode.OK)} ({sim.State.LoadCount("qwen/qwen3-8b")} load) |");
     proxy.Kill(entireProcessTree: true);
+}
+
+// System calls per request at 64 connections, counted by strace (when installed): what each proxy asks of the kernel,
+// which is most of a small request's cost on loopback.
+static async Task SyscallsAsync((string Name, int Port, int Pid)[] proxies, string work)
+{
+    if (!File.Exists("/usr/bin/strace")) return;
+    Console.WriteLine("\n## System calls per request (64 connections, strace -c -f)\n");
+    Console.WriteLine("| target | sendto | recvfrom | epoll_wait | all |");
+    Console.WriteLine("|---|---|---|---|---|");
+    foreach (var (name, port, pid) in proxies)
+    {
+        var output = Path.Combine(work, $"strace-{pid}.txt");
+        using var strace = Process.Start(new ProcessStartInfo("strace", ["-f", "-c", "-o", output, "-p", pid.ToString(CultureInfo.InvariantCulture)]) { RedirectStandardError = true })!;
+        await Task.Delay(500);
+        var result = await Wrk.RunAsync($"http://127.0.0.1:{port}/v1/chat/completions", 64, TimeSpan.FromSeconds(3), Targets.ChatBody, work);
+        Process.Start("kill", ["-INT", strace.Id.ToString(CultureInfo.InvariantCulture)]).WaitForExit();
+        await strace.WaitForExitAsync();
+        var requests = result.RequestsPerSecond * 3;
+        var calls = File.ReadLines(output).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 5 && long.TryParse(f[3], out _)).ToDictionary(f => f[^1], f => long.Parse(f[3], CultureInfo.InvariantCulture));
+        double Per(string call) => calls.GetValueOrDefault(call) / requests;
+        Console.WriteLine($"| {name} | {Per("sendto"):0.00} | {Per("recvfrom"):0.00} | {Per("epoll_wait"):0.00} | {calls.Where(c => c.Key != "total").Sum(c => c.Value) / requests:0.00} |");
+    }
 }
 
 int? ArgValue(string name) => Array.IndexOf(args, name) is var i and >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : null;

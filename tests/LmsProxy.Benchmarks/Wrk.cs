@@ -3,7 +3,11 @@ using System.Text.RegularExpressions;
 
 namespace LmsProxy.Benchmarks;
 
-internal sealed record WrkResult(double RequestsPerSecond, double P50Ms, double P99Ms, long Errors);
+internal sealed record WrkResult(double RequestsPerSecond, double P50Ms, double P99Ms, long Errors)
+{
+    /// <summary>CPU the process under load used per request (user + system), when measured.</summary>
+    public double CpuMicrosecondsPerRequest { get; init; }
+}
 
 /// <summary>Runs wrk (a real load tool, from Debian) with a POST body, and reads its summary.</summary>
 internal static partial class Wrk

@@ -40,12 +40,18 @@ public sealed class ModelRequest : IDisposable
     public ReadOnlyMemory<byte> Body => _buffer.AsMemory(0, Length);
 
     /// <summary>A fresh read-only stream over the body, for one forward.</summary>
-    public Stream OpenBody() => new MemoryStream(_buffer!, 0, Length, writable: false);
+    public Stream OpenBody() => new WholeBody(_buffer!, Length);
 
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _buffer, null) is { } buffer) ArrayPool<byte>.Shared.Return(buffer);
     }
+}
+
+/// <summary>A request body the proxy holds whole; <see cref="UpstreamInvoker"/> sends it in one write with the headers.</summary>
+public sealed class WholeBody(byte[] buffer, int length) : MemoryStream(buffer, 0, length, writable: false)
+{
+    public ReadOnlyMemory<byte> Content { get; } = buffer.AsMemory(0, length);
 }
 
 public static class ModelRequestReader

@@ -40,6 +40,7 @@ public sealed class UpstreamTransformer(ProxySettings settings, string? hostToke
         await Default.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
         KeepRawTarget(httpContext, proxyRequest, destinationPrefix);
         UpstreamCredentials.Apply(proxyRequest, settings.Current, hostToken);
+        if (httpContext.Request.Body is WholeBody body) proxyRequest.Options.Set(UpstreamInvoker.WholeBodyKey, body);
     }
 
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
