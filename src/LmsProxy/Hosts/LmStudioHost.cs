@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using LmsProxy.Configuration;
 using LmsProxy.Loading;
 using LmsProxy.Models;
@@ -16,7 +15,7 @@ public sealed class LmStudioHost
 {
     private readonly Func<string, DestinationState?> _findDestination;
     private DestinationState? _destination;
-    private Regex[] _allowed;
+    private string[] _allowed;
 
     public LmStudioHost(LmStudioHostOptions options, LmStudioApi api, LoaderChoice loader, Func<string, DestinationState?> findDestination)
     {
@@ -63,7 +62,7 @@ public sealed class LmStudioHost
 
     internal DestinationState? Destination => _destination ??= _findDestination(Name);
 
-    public bool Allows(string modelKey) => _allowed.Length == 0 || _allowed.Any(r => r.IsMatch(modelKey));
+    public bool Allows(string modelKey) => _allowed.Length == 0 || _allowed.Any(pattern => ModelName.Matches(pattern, modelKey));
 
     /// <summary>A settings edit that keeps the host's address, token and loader changes only these.</summary>
     internal void Update(LmStudioHostOptions options)
@@ -102,6 +101,5 @@ public sealed class LmStudioHost
     /// <summary>Models LM Studio refused even with nothing else loaded.</summary>
     internal HashSet<string> TooLarge { get; } = new(StringComparer.OrdinalIgnoreCase);
 
-    private static Regex[] AllowList(List<string> patterns) =>
-        [.. patterns.Select(p => new Regex("^" + Regex.Escape(p.Trim()).Replace("\\*", ".*").Replace("\\?", ".") + "$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant))];
+    private static string[] AllowList(List<string> patterns) => [.. patterns.Select(p => p.Trim())];
 }

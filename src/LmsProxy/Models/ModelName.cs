@@ -18,4 +18,37 @@ public static class ModelName
         if (name.Trim().Length != name.Length) return "the model name has leading or trailing spaces.";
         return null;
     }
+
+    /// <summary>
+    /// Whether <paramref name="name"/> matches <paramref name="pattern"/>, where * is any run of characters and ? one
+    /// character, ignoring case (a host's Models allow-list). Greedy with one backtrack point: linear for one *.
+    /// </summary>
+    public static bool Matches(string pattern, string name)
+    {
+        int p = 0, n = 0, star = -1, resume = 0;
+        while (n < name.Length)
+        {
+            if (p < pattern.Length && (pattern[p] == '?' || char.ToUpperInvariant(pattern[p]) == char.ToUpperInvariant(name[n])))
+            {
+                p++;
+                n++;
+            }
+            else if (p < pattern.Length && pattern[p] == '*')
+            {
+                star = p++;
+                resume = n;
+            }
+            else if (star >= 0)
+            {
+                p = star + 1;
+                n = ++resume;
+            }
+            else
+            {
+                return false;
+            }
+        }
+        while (p < pattern.Length && pattern[p] == '*') p++;
+        return p == pattern.Length;
+    }
 }

@@ -74,6 +74,25 @@ public sealed class PassThroughTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 15000)]
+    public async Task LargeRequestBody_ArrivesWhole_WithItsContentHeaders()
+    {
+        // Far larger than the connection's write buffer: the held body is sent in several writes after the headers.
+        var history = string.Join(",", Enumerable.Range(0, 20_000).Select(i => $"{{\"role\":\"user\",\"content\":\"turn {i} ü\"}}"));
+        var body = $"{{\"model\":\"qwen/qwen3-8b\",\"messages\":[{history}]}}";
+        using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+        content.Headers.ContentLanguage.Add("de-CH");
+
+        using var response = await _client.PostAsync("/v1/chat/completions", content);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var forwarded = Assert.Single(_lmStudio.LogEntries, e => e.RequestMessage.Path == "/v1/chat/completions");
+        Assert.Equal(body, forwarded.RequestMessage.Body);
+        Assert.Equal(System.Text.Encoding.UTF8.GetByteCount(body).ToString(System.Globalization.CultureInfo.InvariantCulture), forwarded.RequestMessage.Headers!["Content-Length"].Single());
+        Assert.Equal("application/json; charset=utf-8", forwarded.RequestMessage.Headers["Content-Type"].Single());
+        Assert.Equal("de-CH", forwarded.RequestMessage.Headers["Content-Language"].Single());
+    }
+
+    [Fact(Timeout = 15000)]
     public async Task QueryAuthorizationAndHeaders_AreForwarded()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/api/v0/models/qwen?detail=full&x=1%202");

@@ -55,6 +55,24 @@ public sealed class ModelCatalogTests
         else Assert.Contains(problem, found);
     }
 
+    [Theory]
+    [InlineData("qwen/*", "qwen/qwen3-8b", true)]
+    [InlineData("QWEN/*", "qwen/qwen3-8b", true)]
+    [InlineData("qwen/*", "google/qwen", false)]
+    [InlineData("*8b", "qwen/qwen3-8b", true)]
+    [InlineData("*8b", "qwen/qwen3-8b-instruct", false)]
+    [InlineData("*qwen*8b*", "lmstudio/qwen3-8b-gguf", true)]
+    [InlineData("qwen/qwen3-?b", "qwen/qwen3-8b", true)]
+    [InlineData("qwen/qwen3-?b", "qwen/qwen3-14b", false)]
+    [InlineData("qwen/qwen3-8b", "qwen/qwen3-8b", true)]
+    [InlineData("qwen/qwen3-8b", "qwen/qwen3-8b2", false)]
+    [InlineData("a*b*c", "aXbYbZc", true)]
+    [InlineData("a*b*c", "aXbYbZ", false)]
+    [InlineData("*", "", true)]
+    [InlineData("a.b", "aXb", false)]
+    public void ModelName_Matches_GlobsOfTheModelsAllowList(string pattern, string name, bool expected) =>
+        Assert.Equal(expected, ModelName.Matches(pattern, name));
+
     [Fact]
     public void OptionsValidation_NamesEveryBadKey()
     {
