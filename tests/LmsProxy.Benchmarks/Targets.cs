@@ -20,6 +20,7 @@ internal static class Targets
         server {
           listen 127.0.0.1:{{{port}}};
           location = /api/v1/models { default_type application/json; return 200 '{"models":[{"type":"llm","key":"{{{Model}}}","loaded_instances":[{"id":"{{{Model}}}"}]}]}'; }
+          location = /lmstudio-greeting { default_type application/json; return 200 '{"lmstudio":true}'; }
           location = /v1/models { default_type application/json; return 200 '{"object":"list","data":[{"id":"{{{Model}}}","object":"model","owned_by":"organization_owner"}]}'; }
           location = /v1/chat/completions { default_type application/json; return 200 '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"{{{Model}}}","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'; }
           location = /v1/completions { default_type text/event-stream; return 200 'data: {"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"Hello"}]}\n\ndata: [DONE]\n\n'; }
