@@ -6,7 +6,7 @@ using LmsProxy.Benchmarks;
 
 // dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --held-only | --soak 180
 //     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200]]
-// The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk); --cold-path needs curl (the fake
+// The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
 // lms uses it). Everything runs on loopback and stops by itself.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The bare YARP forwarder below gets the socket tuning LmsProxy applies to itself, so the two compare like for like.

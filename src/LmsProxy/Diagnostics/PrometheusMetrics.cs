@@ -8,9 +8,9 @@ namespace LmsProxy.Diagnostics;
 /// <summary>
 /// /metrics in Prometheus' text format, from this proxy's meter: counters and histograms are summed as they are
 /// recorded, gauges and observable counters are read when scraped. A MeterListener of our own instead of
-/// OpenTelemetry's SDK and exporter: the same output for a handful of instruments, five assemblies and about 10 MiB
-/// of resident memory less (measured with the benchmark). Names follow OpenTelemetry's Prometheus conventions
-/// (dots to underscores, unit suffix, _total for counters).
+/// OpenTelemetry's SDK and exporter: the same output for a handful of instruments with five assemblies fewer (with
+/// YARP's unused data protection left out too, idle resident memory went from 82 to 68 MiB). Names follow
+/// OpenTelemetry's Prometheus conventions (dots to underscores, unit suffix, _total for counters).
 /// </summary>
 public sealed class PrometheusMetrics : IDisposable
 {
@@ -104,7 +104,7 @@ public sealed class PrometheusMetrics : IDisposable
                     series.Buckets![bucket]++;
                     series.Count++;
                 }
-                series.Value = IsObserved || _type == "gauge" ? value : series.Value + value;
+                series.Value = IsObserved ? value : series.Value + value;
             }
         }
 
