@@ -33,6 +33,12 @@ internal static class InferenceEndpoint
             await BadJson(dialect).ExecuteAsync(context);
             return;
         }
+        if (state.Options.AbortRequestsContaining is { } poison && body.ToJsonString().Contains(poison, StringComparison.Ordinal))
+        {
+            state.CountAborted();
+            context.Abort();
+            return;
+        }
         var name = Json.String(body["model"]) ?? "";
         if (state.Find(name.Split('@')[0].Split(':')[0]) is not { } model)
         {

@@ -196,7 +196,9 @@ public sealed class SimulatorApp : IAsyncDisposable
             {
                 loaded["load_config"] = new JsonObject { ["context_length"] = instance.ContextLength, ["parallel"] = instance.Parallel };
             }
-            return Results.Json(loaded);
+            return state.Options.LoadAnswerCharset is { } charset
+                ? Results.Bytes(System.Text.Encoding.UTF8.GetBytes(loaded.ToJsonString()), $"application/json; charset={charset}")
+                : Results.Json(loaded);
         });
         app.MapPost("/api/v1/models/unload", async (HttpRequest request) =>
         {

@@ -39,6 +39,18 @@ public sealed class SimulatorOptions
     /// <summary>How long a non-streaming answer takes to generate, so that a model can be busy for a while.</summary>
     public TimeSpan ResponseDelay { get; set; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// An inference request whose body contains this text is cut off before any answer (the connection is closed), as
+    /// LM Studio does with a body over its own size limit or a prompt that crashes its engine; null: never.
+    /// </summary>
+    public string? AbortRequestsContaining { get; set; }
+
+    /// <summary>
+    /// The charset REST load answers declare; a bogus one makes the proxy's reading of the answer throw (a stand-in for
+    /// an unexpected failure in the middle of a load). Null: plain application/json.
+    /// </summary>
+    public string? LoadAnswerCharset { get; set; }
+
     /// <summary>The downloaded models.</summary>
     public List<SimModel> Models { get; set; } = DefaultModels();
 

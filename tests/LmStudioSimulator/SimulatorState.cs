@@ -24,6 +24,7 @@ public sealed class SimulatorState(SimulatorOptions options)
     private int _catalogReads;
     private int _refusedLoads;
     private int _cutOffRequests;
+    private int _abortedRequests;
     private int _unloadRequests;
     private int _webSocketMessages;
     private int _webSocketCloses;
@@ -67,6 +68,11 @@ public sealed class SimulatorState(SimulatorOptions options)
 
     /// <summary>Requests aborted because their instance was unloaded under them.</summary>
     public int CutOffRequests => Volatile.Read(ref _cutOffRequests);
+
+    /// <summary>Inference requests closed without an answer because of <see cref="SimulatorOptions.AbortRequestsContaining"/>.</summary>
+    public int AbortedRequests => Volatile.Read(ref _abortedRequests);
+
+    internal void CountAborted() => Interlocked.Increment(ref _abortedRequests);
 
     /// <summary>Unloads asked for through REST or lms, found or not.</summary>
     public int UnloadRequests => Volatile.Read(ref _unloadRequests);

@@ -40,6 +40,9 @@ public sealed class LmsProxyOptions
     /// <summary>Longest LM Studio may stay silent on a forwarded request (long prompt processing counts).</summary>
     public TimeSpan ActivityTimeout { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Longest LM Studio may take to answer the proxy's own calls (its model list, probes); past it the host counts as unavailable.</summary>
+    public TimeSpan ApiTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Longest the proxy waits to open a connection to LM Studio.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 

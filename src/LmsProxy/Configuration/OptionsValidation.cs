@@ -46,6 +46,7 @@ public static class OptionsValidation
         Positive(errors, "HealthCheckInterval", o.HealthCheckInterval);
         Positive(errors, "ActivityTimeout", o.ActivityTimeout);
         Positive(errors, "ConnectTimeout", o.ConnectTimeout);
+        Positive(errors, "ApiTimeout", o.ApiTimeout);
         Positive(errors, "KeepAliveAfter", o.KeepAliveAfter);
         Positive(errors, "Lms:Timeout", o.Lms.Timeout);
         if (o.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.MaxHeldPerModel}).");

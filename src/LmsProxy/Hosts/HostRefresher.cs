@@ -35,16 +35,25 @@ public sealed partial class HostRefresher(
         }
     }
 
+    /// <summary>One round. Never throws: nothing an upstream does may end this loop, and with it the process.</summary>
     private async Task RefreshOnceAsync(HashSet<string> down, HashSet<LmsCliLoader> warmed, CancellationToken stoppingToken)
     {
         try
         {
-            await scheduler.RefreshAllAsync(stoppingToken);
+            await RefreshRoundAsync(down, warmed, stoppingToken);
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            return;
         }
+        catch (Exception ex)
+        {
+            LogRoundFailed(logger, ex.GetType().Name, ex.Message);
+        }
+    }
+
+    private async Task RefreshRoundAsync(HashSet<string> down, HashSet<LmsCliLoader> warmed, CancellationToken stoppingToken)
+    {
+        await scheduler.RefreshAllAsync(stoppingToken);
         var snapshot = scheduler.Snapshot();
         lock (down)
         {
@@ -59,7 +68,7 @@ public sealed partial class HostRefresher(
             if (host.Loader.Loader is LmsCliLoader lms && host.RefreshedAt is not null && AddOnce(warmed, lms)) _ = lms.WarmPathsAsync(stoppingToken);
         }
         var options = settings.Current;
-        foreach (var name in options.Preload) scheduler.EnsureLoadedInBackground(options.ResolveAlias(name));
+        foreach (var name in options.Preload) scheduler.KeepPreloaded(options.ResolveAlias(name));
     }
 
     private static bool AddOnce(HashSet<LmsCliLoader> set, LmsCliLoader loader)
@@ -69,6 +78,9 @@ public sealed partial class HostRefresher(
 
     [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Cannot read the model list of LM Studio host {Host}: {Reason}")]
     private static partial void LogHostDown(ILogger logger, string host, string reason);
+
+    [LoggerMessage(EventId = 32, Level = LogLevel.Error, Message = "A refresh of the LM Studio hosts failed ({Type}: {Reason}); the next one runs as planned")]
+    private static partial void LogRoundFailed(ILogger logger, string type, string reason);
 
     [LoggerMessage(EventId = 31, Level = LogLevel.Information, Message = "LM Studio host {Host} answers again")]
     private static partial void LogHostBack(ILogger logger, string host);

@@ -98,8 +98,17 @@ public sealed class LmStudioHost
     /// <summary>The most LM Studio was seen to hold; lowered by each refusal, raised by each load that fits above it. 0: unknown.</summary>
     internal long LearnedCeilingBytes { get; set; }
 
-    /// <summary>Models LM Studio refused even with nothing else loaded.</summary>
-    internal HashSet<string> TooLarge { get; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>
+    /// Models LM Studio refused even with nothing else loaded, with the timestamp until which that verdict stands (it
+    /// is asked again after that, and at once after a settings edit: memory may have been freed, a context shortened).
+    /// </summary>
+    internal Dictionary<string, long> TooLarge { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The model-list read under way, which every caller that needs one joins (single flight per host).</summary>
+    internal Task<CatalogRead>? CatalogRead { get; set; }
 
     private static string[] AllowList(List<string> patterns) => [.. patterns.Select(p => p.Trim())];
 }
+
+/// <summary>One read of a host's model list: what it said (null when it could not be read), and when the read began.</summary>
+internal sealed record CatalogRead(ModelCatalog? Catalog, long StartedAt, string? Error = null);

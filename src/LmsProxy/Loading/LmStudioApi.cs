@@ -8,9 +8,14 @@ using LmsProxy.Models;
 namespace LmsProxy.Loading;
 
 /// <summary>The proxy's own calls to one LM Studio's REST API: the model catalog, load, unload, and a liveness probe.</summary>
-public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey)
+/// <remarks>
+/// Every failure to reach or hear from LM Studio, an internal time-out included, leaves here as an
+/// <see cref="UpstreamUnavailableException"/>: a silent host is unavailable, never a cancellation that callers (a
+/// request, a background loop) would mistake for their own.
+/// </remarks>
+public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Func<TimeSpan>? timeout = null)
 {
-    private static readonly TimeSpan CatalogTimeout = TimeSpan.FromSeconds(30);
+    private TimeSpan Timeout => timeout?.Invoke() ?? TimeSpan.FromSeconds(30);
 
     public const string StartHint = "Is LM Studio's server running (lms server start) at that address?";
 
@@ -19,16 +24,29 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey)
     /// <summary>Downloaded models and their loaded instances: /api/v1/models, or /api/v0/models on LM Studio before 0.4.</summary>
     public async Task<ModelCatalog> GetCatalogAsync(CancellationToken cancellationToken)
     {
+        var limit = Timeout;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(CatalogTimeout);
-        using (var doc = await GetJsonAsync("/api/v1/models", cts.Token))
+        cts.CancelAfter(limit);
+        try
+        {
+            return await ReadCatalogAsync(cts.Token);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new UpstreamUnavailableException($"LM Studio at {BaseUrl} did not answer its model list within {limit.TotalSeconds:0.#} s (LmsProxy:ApiTimeout).", ex);
+        }
+    }
+
+    private async Task<ModelCatalog> ReadCatalogAsync(CancellationToken cancellationToken)
+    {
+        using (var doc = await GetJsonAsync("/api/v1/models", cancellationToken))
         {
             if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("models", out var models) && models.ValueKind == JsonValueKind.Array)
             {
                 return new ModelCatalog([.. models.EnumerateArray().Select(ParseV1Model).OfType<CatalogModel>()]);
             }
         }
-        using (var doc = await GetJsonAsync("/api/v0/models", cts.Token))
+        using (var doc = await GetJsonAsync("/api/v0/models", cancellationToken))
         {
             if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Array)
             {
@@ -83,10 +101,13 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey)
     /// <summary>True when LM Studio answers its OpenAI-compatible model list.</summary>
     public async Task<(bool Ready, string Detail)> ProbeAsync(CancellationToken cancellationToken)
     {
+        var limit = Timeout;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(limit);
         try
         {
             using var request = NewRequest(HttpMethod.Get, "/v1/models");
-            using var response = await SendAsync(request, cancellationToken);
+            using var response = await SendAsync(request, cts.Token);
             return response.IsSuccessStatusCode
                 ? (true, "LM Studio answers.")
                 : (false, $"LM Studio answered /v1/models with HTTP {(int)response.StatusCode}.");
@@ -94,6 +115,10 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey)
         catch (UpstreamUnavailableException ex)
         {
             return (false, ex.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            return (false, $"LM Studio at {BaseUrl} did not answer /v1/models in time.");
         }
     }
 

@@ -19,9 +19,6 @@ public sealed class ModelListTransformer(HttpTransformer requestTransform, Model
 
     private const int MaxListBytes = 16 * 1024 * 1024;
 
-    public static bool Handles(HttpRequest request) =>
-        HttpMethods.IsGet(request.Method) && string.Equals(request.Path.Value?.TrimEnd('/'), "/v1/models", StringComparison.OrdinalIgnoreCase);
-
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
     {
         var proceed = await Default.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);

@@ -11,9 +11,6 @@ public static class ModelLookup
 {
     public const string Prefix = "/v1/models/";
 
-    public static bool Handles(HttpRequest request) =>
-        HttpMethods.IsGet(request.Method) && request.Path.StartsWithSegments("/v1/models", StringComparison.OrdinalIgnoreCase, out var rest) && rest.Value?.Length > 1;
-
     public static Task AnswerAsync(HttpContext context, Scheduler scheduler, LmsProxyOptions options)
     {
         // The id may contain a slash, sent as %2F (Kestrel leaves that one escaped) or as a plain '/'.

@@ -56,21 +56,6 @@ public sealed class WholeBody(byte[] buffer, int length) : MemoryStream(buffer, 
 
 public static class ModelRequestReader
 {
-    // The endpoints whose JSON body names a model that must be loaded first. Load/unload/download name
-    // a model too, but those are requests *about* loading and pass through untouched.
-    private static readonly HashSet<string> InferencePaths = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
-        "/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings", "/api/v1/chat",
-    };
-
-    public static bool CarriesModel(HttpRequest request)
-    {
-        if (!HttpMethods.IsPost(request.Method)) return false;
-        var path = request.Path.Value!;
-        return InferencePaths.Contains(path) || (path.EndsWith('/') && InferencePaths.Contains(path.TrimEnd('/')));
-    }
-
     /// <summary>Reads and checks the body; exactly one of the results is non-null.</summary>
     public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, CancellationToken cancellationToken)
     {

@@ -13,18 +13,19 @@ namespace LmsProxy.Proxy;
 
 /// <summary>
 /// The way of a proxied request. Inference requests: read the model, take a warm instance (no lock, no I/O) or wait
-/// for the scheduler to make one ready, forward with YARP, and re-send while LM Studio still says "not loaded" or a
-/// host cannot be reached, as long as nothing reached the client and the hold deadline allows. Everything else is
-/// forwarded as it is. YARP's direct forwarder is used because only it can send one request twice.
+/// for the scheduler to make one ready, forward with YARP, and re-send while LM Studio still says "not loaded", cuts
+/// the request off, or a host cannot be reached, as long as nothing reached the client and the hold deadline allows.
+/// Every re-send goes through the scheduler after a short jittered pause. Everything else is forwarded as it is.
+/// YARP's direct forwarder is used because only it can send one request twice. (The forward into a stream that
+/// keep-alives started is in ProxyHandler.StartedStream.cs; client load/unload routing in ModelControl.cs.)
 /// </summary>
 public sealed partial class ProxyHandler
 {
-    private static readonly HashSet<string> KnownPaths = new(StringComparer.OrdinalIgnoreCase)
-    {
-        "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
-        "/api/v0/models", "/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings",
-        "/api/v1/chat", "/api/v1/models", "/api/v1/models/load", "/api/v1/models/unload", "/api/v1/models/download", "/lmstudio-greeting",
-    };
+    /// <summary>Re-sends of one request at most, whatever its deadline (each one goes through the scheduler again).</summary>
+    public const int MaxResends = 40;
+
+    /// <summary>Times LM Studio may close one request's connection before answering, the model staying loaded, before the client is told.</summary>
+    public const int CutOffsTolerated = 3;
 
     private readonly IHttpForwarder _forwarder;
     private readonly HttpMessageInvoker _invoker;
@@ -51,14 +52,17 @@ public sealed partial class ProxyHandler
         _affinity = affinity;
         _metrics = metrics;
         _logger = loggerFactory.CreateLogger("LmsProxy.Requests");
-        // Re-sends are bounded by the request's hold deadline (the scheduler answers HoldTimeout past it), not by a count;
-        // the scheduler's guards stop an LM Studio that keeps contradicting itself.
-        _resend = new ResiliencePipelineBuilder<Attempt>()
+        // A jittered pause between tries (25 ms doubling to 1 s): an LM Studio that fails fast is not hammered, and a
+        // burst of re-sends spreads out. The hold deadline (checked first in each try) and MaxResends bound them.
+        _resend = new ResiliencePipelineBuilder<Attempt> { TimeProvider = time }
             .AddRetry(new RetryStrategyOptions<Attempt>
             {
-                MaxRetryAttempts = int.MaxValue,
-                Delay = TimeSpan.Zero,
-                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { Kind: AttemptKind.NotLoaded or AttemptKind.Unreachable }),
+                MaxRetryAttempts = MaxResends,
+                Delay = TimeSpan.FromMilliseconds(25),
+                MaxDelay = TimeSpan.FromSeconds(1),
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Result is { Kind: AttemptKind.NotLoaded or AttemptKind.Unreachable or AttemptKind.CutOff }),
             })
             .Build();
     }
@@ -66,33 +70,42 @@ public sealed partial class ProxyHandler
     public async Task HandleAsync(HttpContext context)
     {
         var options = _settings.Current;
-        if (ModelRequestReader.CarriesModel(context.Request))
+        var kind = RequestPaths.Classify(context.Request);
+        if (kind == RequestKind.Inference)
         {
             await HandleModelRequestAsync(context, options);
             return;
         }
-        if (ModelLookup.Handles(context.Request))
+        if (kind == RequestKind.ModelLookup)
         {
             await ModelLookup.AnswerAsync(context, _scheduler, options);
             return;
         }
-        if (TokenCounter.Handles(context.Request))
+        if (kind == RequestKind.CountTokens)
         {
             await TokenCounter.AnswerAsync(context, options);
             return;
         }
 
         var host = _scheduler.DefaultHost();
+        if (kind == RequestKind.ModelControl)
+        {
+            host = await ModelControl.ChooseHostAsync(context, _scheduler, options);
+            if (host is null) return; // answered: no host, or several could
+        }
         if (host is null)
         {
             await new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", "No LM Studio host is configured.").WriteAsync(context);
             return;
         }
         var transformers = TransformersFor(host);
-        HttpTransformer transformer = ModelListTransformer.Handles(context.Request)
+        HttpTransformer transformer = kind == RequestKind.ModelList
             ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
-            : IsKnownPath(context.Request.Path) || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
+            : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
+        if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
         var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
+        // A client's own load or unload changed what the host holds: the scheduler reads its list now.
+        if (kind == RequestKind.ModelControl) _ = _scheduler.RefreshAsync(host, CancellationToken.None);
         await FinishAsync(context, null, new Attempt(AttemptKind.Forwarded, host, Error: error), TimeSpan.Zero, _time.GetTimestamp(), warm: true);
     }
 
@@ -108,55 +121,81 @@ public sealed partial class ProxyHandler
         }
         using (request)
         {
-            var pin = request!.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
+            // Every forward, whichever path it takes, sends the body the proxy holds (an alias may have changed its length).
+            context.Request.ContentLength = request!.Length;
+            if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
+            var pin = request.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
             var last = default(Attempt);
 
             // The warm path: a ready instance, leased without a lock; most requests end here.
             if (_scheduler.TryWarm(request.Model, pin) is { } warm)
             {
                 var first = await ForwardLeasedAsync(context, request, warm);
-                if (first.Kind != AttemptKind.Forwarded || first.Error != ForwarderError.None)
-                {
-                    last = first;
-                    if (first.Kind == AttemptKind.Forwarded)
-                    {
-                        await FinishAsync(context, request, first, TimeSpan.Zero, started, warm: false);
-                        return;
-                    }
-                }
-                else
+                if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
                 {
                     Interlocked.Increment(ref warm.Forwarded.Value);
-                    if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true);
+                    if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true, 0);
                     return;
                 }
+                if (first.Kind is AttemptKind.Forwarded or AttemptKind.Failed)
+                {
+                    await FinishAsync(context, request, first, TimeSpan.Zero, started, warm: false);
+                    return;
+                }
+                last = first;
             }
 
             var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
             await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
             var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
             var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
-            await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive);
+            await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
         }
     }
 
-    /// <summary>One try: deal with what the last try said, wait for a ready instance, forward.</summary>
+    /// <summary>One try: deal with what the last try said (stored in the state), check the deadline, wait for a ready instance, forward.</summary>
     private async ValueTask<Attempt> AttemptAsync(RequestState state)
     {
-        var (context, request) = (state.Context, state.Request);
+        if (state.Last.Kind != AttemptKind.None)
+        {
+            state.Resends++;
+            if (await AfterFailureAsync(state) is { } refusal) return state.Last = new(AttemptKind.Refused, Refusal: refusal);
+            if (_time.GetTimestamp() >= state.Deadline)
+            {
+                return state.Last = new(AttemptKind.Refused, Refusal: Admission.Refused(AdmissionStatus.HoldTimeout,
+                    $"'{state.Request.RequestedModel}' could not be served within {_settings.Current.HoldTimeout.TotalSeconds:0} s (LmsProxy:HoldTimeout): LM Studio kept failing it ({state.Last.Kind})."));
+            }
+        }
+        return state.Last = await AdmitAndForwardAsync(state);
+    }
+
+    /// <summary>What the failed try means for the next one; a refusal when there should be none.</summary>
+    private async ValueTask<Admission?> AfterFailureAsync(RequestState state)
+    {
+        var aborted = state.Context.RequestAborted;
         switch (state.Last)
         {
             case { Kind: AttemptKind.NotLoaded, Instance: { } instance }:
-                if (await _scheduler.ReportNotLoadedAsync(instance, context.RequestAborted) is { } refusal) return new(AttemptKind.Refused, Refusal: refusal);
-                break;
+                return await _scheduler.ReportNotLoadedAsync(instance, aborted);
+            case { Kind: AttemptKind.CutOff } cutOff:
+                // Evicted under the request: it waits for a reload. Still loaded: the request itself is the trouble.
+                if (cutOff.Instance is { } cut && !await _scheduler.ReportCutOffAsync(cut, aborted)) return null;
+                if (++state.CutOffs < CutOffsTolerated) return null;
+                return Admission.Refused(AdmissionStatus.UpstreamAborted,
+                    $"LM Studio at {cutOff.Host?.Url} closed the connection before answering, {state.CutOffs} times, with '{state.Request.Model}' still loaded. " +
+                    "The request may be larger than LM Studio accepts, or make it crash; LM Studio's own log says which.");
             case { Kind: AttemptKind.Unreachable, Host: { } unreachable }:
                 _cluster.ReportUnreachable(unreachable);
                 state.Unreachable.Add(unreachable);
-                if (state.Pin is not null) return new(AttemptKind.Refused, Refusal: Scheduler.ConversationHostDown(state.Pin));
-                break;
+                return state.Pin is not null ? Scheduler.ConversationHostDown(state.Pin) : null;
+            default:
+                return null;
         }
+    }
 
-        var admission = await _scheduler.AdmitAsync(request.Model, state.Pin, state.Deadline, context.RequestAborted);
+    private async ValueTask<Attempt> AdmitAndForwardAsync(RequestState state)
+    {
+        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
 
@@ -171,7 +210,7 @@ public sealed partial class ProxyHandler
             return new(AttemptKind.Refused, Refusal: Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting."));
         }
         var attempt = await ForwardAdmittedAsync(state, admission);
-        keepAlive.Release(final: attempt.Kind is not (AttemptKind.NotLoaded or AttemptKind.Unreachable));
+        keepAlive.Release(final: attempt.Kind is not (AttemptKind.NotLoaded or AttemptKind.Unreachable or AttemptKind.CutOff));
         return attempt;
     }
 
@@ -181,9 +220,10 @@ public sealed partial class ProxyHandler
         if (!admission.CanForward) return new(AttemptKind.Refused, admission.Host, Refusal: admission);
         if (state.Unreachable.Contains(admission.Host!))
         {
-            // Nowhere else to go: the host that just failed is the only one with this model.
+            // Placement had nowhere else: the host that just failed is the only one that can serve this model.
             if (admission.Instance is { } taken) _scheduler.Release(taken);
-            return new(AttemptKind.Forwarded, admission.Host, Error: ForwarderError.Request);
+            return new(AttemptKind.Refused, admission.Host, Refusal: Admission.Refused(AdmissionStatus.UpstreamUnavailable,
+                $"LM Studio at {admission.Host!.Url} is not reachable, and no other host can serve '{request.Model}'. {Loading.LmStudioApi.StartHint}"));
         }
         var started = state.KeepAlive?.Committed == true;
         if (state.Held > TimeSpan.Zero && !started)
@@ -223,24 +263,15 @@ public sealed partial class ProxyHandler
     private async ValueTask<Attempt> ForwardAsync(HttpContext context, ModelRequest request, LmStudioHost host, Instance? instance, TransformMode mode)
     {
         context.Request.Body = request.OpenBody();
-        context.Request.ContentLength = request.Length;
-        if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
         if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
 
         var transformers = TransformersFor(host);
         var transformer = mode == TransformMode.Inference ? transformers.Inference : transformers.PassThrough;
         var options = _settings.Current;
-        var body = context.Response.Body;
-        var capture = _scheduler.SeveralHosts ? ResponseIdCapture.For(context.Request, body, id => _affinity.Record(id, host)) : null;
-        if (capture is not null) context.Response.Body = capture;
         ForwarderError error;
-        try
+        using (CaptureResponseIds(context, host))
         {
             error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
-        }
-        finally
-        {
-            if (capture is not null) context.Response.Body = body;
         }
 
         if (context.Features.Get<ForwardSignal>() is not null)
@@ -250,94 +281,53 @@ public sealed partial class ProxyHandler
             context.Response.Clear();
             return new(AttemptKind.NotLoaded, host, instance);
         }
-        if (error == ForwarderError.Request && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        if (error is ForwarderError.Request or ForwarderError.RequestTimedOut && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
-            context.Response.Clear();
-            return new(KindOfFailure(context.Features.Get<IForwarderErrorFeature>()?.Exception, instance), host, instance);
+            var kind = ForwardFailure.Classify(context.Features.Get<IForwarderErrorFeature>()?.Exception);
+            // A time-out that is not the connect's is LM Studio's silence (ActivityTimeout): answered as it is.
+            if (kind != FailureKind.Failed || error == ForwarderError.Request)
+            {
+                context.Response.Clear();
+                return new(AttemptOf(kind), host, instance, error);
+            }
         }
         return new(AttemptKind.Forwarded, host, instance, error);
     }
 
-    /// <summary>
-    /// Forwards once keep-alives have started the response: YARP refuses to (the response has started), so the request
-    /// goes through the same connection pool by hand and LM Studio's stream is copied on, flushed at every read.
-    /// A "not loaded" answer is still held back for a re-send; any other refusal becomes an in-stream error.
-    /// </summary>
-    private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, Instance? instance)
+    private static AttemptKind AttemptOf(FailureKind kind) => kind switch
     {
-        var (context, request, keepAlive) = (state.Context, state.Request, state.KeepAlive!);
-        var aborted = context.RequestAborted;
-        using var message = new HttpRequestMessage(HttpMethod.Post, UpstreamTransformer.TargetUri(context, host.Prefix))
-        {
-            Content = new ReadOnlyMemoryContent(request.Body),
-            Version = HttpVersion.Version11,
-        };
-        foreach (var (name, values) in context.Request.Headers)
-        {
-            if (name.StartsWith("Content-", StringComparison.OrdinalIgnoreCase)) message.Content.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
-            else if (!HopByHop.Contains(name)) message.Headers.TryAddWithoutValidation(name, (IEnumerable<string?>)values);
-        }
-        Security.UpstreamCredentials.Apply(message, _settings.Current, host.Options.ApiKey);
+        FailureKind.Unreachable => AttemptKind.Unreachable,
+        FailureKind.CutOff => AttemptKind.CutOff,
+        _ => AttemptKind.Failed,
+    };
 
-        HttpResponseMessage response;
-        try
+    /// <summary>With several hosts, a stateful answer's id is noted on its way through: the next turn must come back here.</summary>
+    private ResponseBodySwap CaptureResponseIds(HttpContext context, LmStudioHost host)
+    {
+        if (!_scheduler.SeveralHosts) return default;
+        var body = context.Response.Body;
+        var capture = ResponseIdCapture.For(context.Request, body, id => _affinity.Record(id, host));
+        if (capture is null) return default;
+        context.Response.Body = capture;
+        return new ResponseBodySwap(context, body);
+    }
+
+    private readonly struct ResponseBodySwap(HttpContext? context, Stream? original) : IDisposable
+    {
+        public void Dispose()
         {
-            response = await _invoker.SendAsync(message, aborted);
-        }
-        catch (HttpRequestException ex) when (!aborted.IsCancellationRequested)
-        {
-            return new(KindOfFailure(ex, instance), host, instance);
-        }
-        using (response)
-        {
-            if (!response.IsSuccessStatusCode)
-            {
-                var text = await response.Content.ReadAsStringAsync(aborted);
-                if (instance is not null && response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.NotFound && UpstreamTransformer.IsNotLoadedAnswer(text))
-                {
-                    return new(AttemptKind.NotLoaded, host, instance);
-                }
-                await keepAlive.WriteErrorAsync(new ProxyError((int)response.StatusCode, "upstream_error", $"LM Studio answered HTTP {(int)response.StatusCode}: {Loading.Excerpt.Of(text, 1000)}"));
-                return new(AttemptKind.Forwarded, host, instance);
-            }
-            await using var body = await response.Content.ReadAsStreamAsync(aborted);
-            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
-            try
-            {
-                int read;
-                while ((read = await body.ReadAsync(buffer, aborted)) > 0) await keepAlive.WriteAsync(buffer.AsMemory(0, read), aborted);
-            }
-            catch (Exception ex) when (ex is IOException or HttpRequestException && !aborted.IsCancellationRequested)
-            {
-                await keepAlive.WriteErrorAsync(new ProxyError(StatusCodes.Status502BadGateway, "upstream_aborted", $"LM Studio at {host.Url} ended the stream early: {ex.Message}"));
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-            }
-            return new(AttemptKind.Forwarded, host, instance);
+            if (context is not null) context.Response.Body = original!;
         }
     }
 
-    /// <summary>
-    /// A forward that failed before any answer: a refused connection means the host is down; a request cut off after the
-    /// host took it means LM Studio unloaded the model under it (it has no drain): handled like "not loaded".
-    /// </summary>
-    private static AttemptKind KindOfFailure(Exception? exception, Instance? instance) =>
-        instance is null
-        || exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
-        || exception?.InnerException is System.Net.Sockets.SocketException
-            ? AttemptKind.Unreachable
-            : AttemptKind.NotLoaded;
-
-    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
+    private async Task FinishAsync(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started, bool warm, StreamKeepAlive? keepAlive = null, int resends = 0)
     {
-        "Host", "Connection", "Keep-Alive", "Transfer-Encoding", "TE", "Trailer", "Upgrade", "Proxy-Connection", "Proxy-Authorization", "Expect",
-    };
-
-    private async Task FinishAsync(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started, bool warm, StreamKeepAlive? keepAlive = null)
-    {
-        var (outcome, error) = attempt.Kind == AttemptKind.Refused ? RefusalError(request!.RequestedModel, attempt.Refusal) : ForwarderFailure(context, attempt.Host, attempt.Error, keepAlive);
+        var (outcome, error) = attempt.Kind switch
+        {
+            AttemptKind.Refused => RefusalError(request!.RequestedModel, attempt.Refusal),
+            AttemptKind.Forwarded => ForwarderFailure(context, attempt.Host, attempt.Error, keepAlive),
+            _ => UnfinishedError(context, attempt),
+        };
         if (error is not null)
         {
             if (keepAlive?.Committed == true)
@@ -352,26 +342,26 @@ public sealed partial class ProxyHandler
                 await error.WriteAsync(context);
             }
         }
-        Record(context, request, attempt.Host ?? attempt.Refusal.Host, outcome, held, started, warm);
+        Record(context, request, attempt.Host ?? attempt.Refusal.Host, outcome, held, started, warm, resends);
     }
 
-    /// <summary>The request's metric and its log line (on the warm path, only at Debug level).</summary>
-    private void Record(HttpContext context, ModelRequest? request, LmStudioHost? host, string outcome, TimeSpan held, long started, bool warm)
+    /// <summary>The request's metric and its one log line (on the warm path, only at Debug level).</summary>
+    private void Record(HttpContext context, ModelRequest? request, LmStudioHost? host, string outcome, TimeSpan held, long started, bool warm, int resends = 0)
     {
         if (request is not null || outcome != "forwarded")
         {
             var model = request is not null && _scheduler.Catalog.Resolve(request.Model) is { } known ? known.Key : ProxyMetrics.NoModel;
             _metrics.RequestEnded(model, host?.Name ?? "-", outcome);
         }
-        if (!warm || _logger.IsEnabled(LogLevel.Debug) || context.Response.StatusCode >= 500) Log(context, request, held, started, warm);
+        if (!warm || _logger.IsEnabled(LogLevel.Debug) || context.Response.StatusCode >= 500) Log(context, request, held, started, warm, resends);
     }
 
-    private void Log(HttpContext context, ModelRequest? request, TimeSpan held, long started, bool warm)
+    private void Log(HttpContext context, ModelRequest? request, TimeSpan held, long started, bool warm, int resends)
     {
         // PathString converts to its escaped form: a %0A in the path cannot forge a log line (tested).
         var level = warm && context.Response.StatusCode < 500 ? LogLevel.Debug : LogLevel.Information;
         LogRequest(_logger, level, context.Request.Method, context.Request.Path, request?.RequestedModel ?? "-", context.Response.StatusCode,
-            (long)held.TotalMilliseconds, _time.GetElapsedTime(started).TotalMilliseconds);
+            (long)held.TotalMilliseconds, _time.GetElapsedTime(started).TotalMilliseconds, resends);
     }
 
     private static (string Outcome, ProxyError? Error) RefusalError(string model, Admission refusal) => refusal.Status switch
@@ -384,8 +374,28 @@ public sealed partial class ProxyHandler
         AdmissionStatus.TooLarge => ("too_large", new(StatusCodes.Status503ServiceUnavailable, "model_too_large", $"'{model}' cannot be loaded: {refusal.Detail}")),
         AdmissionStatus.ConversationHostDown => ("conversation_host_down", new(StatusCodes.Status503ServiceUnavailable, "conversation_host_unavailable", refusal.Detail!, TimeSpan.FromSeconds(10))),
         AdmissionStatus.Inconsistent => ("inconsistent", new(StatusCodes.Status503ServiceUnavailable, "lmstudio_inconsistent", refusal.Detail!, TimeSpan.FromSeconds(10))),
+        AdmissionStatus.ShuttingDown => ("shutting_down", new(StatusCodes.Status503ServiceUnavailable, "shutting_down", refusal.Detail!, TimeSpan.FromSeconds(5))),
+        AdmissionStatus.UpstreamAborted => ("upstream_aborted", new(StatusCodes.Status502BadGateway, "upstream_aborted", refusal.Detail!)),
         _ => ("cancelled", null),
     };
+
+    /// <summary>The re-sends ran out (MaxResends) with LM Studio still failing, or the proxy's own request failed.</summary>
+    private (string Outcome, ProxyError? Error) UnfinishedError(HttpContext context, Attempt attempt)
+    {
+        if (context.RequestAborted.IsCancellationRequested) return ("cancelled", null);
+        var upstream = attempt.Host?.Url.ToString() ?? "(no host)";
+        var detail = Loading.Excerpt.Of(context.Features.Get<IForwarderErrorFeature>()?.Exception?.Message, 300);
+        return attempt.Kind switch
+        {
+            AttemptKind.Unreachable => ("upstream_unavailable", new(StatusCodes.Status502BadGateway, "upstream_unavailable",
+                $"LM Studio at {upstream} is not reachable. {Loading.LmStudioApi.StartHint}")),
+            AttemptKind.CutOff => ("upstream_aborted", new(StatusCodes.Status502BadGateway, "upstream_aborted",
+                $"LM Studio at {upstream} closed the connection before answering, {MaxResends} times.")),
+            AttemptKind.NotLoaded => ("not_loaded", new(StatusCodes.Status503ServiceUnavailable, "model_loading",
+                $"LM Studio at {upstream} kept answering that the model is not loaded ({MaxResends} tries). Retry shortly.", TimeSpan.FromSeconds(10))),
+            _ => ("upstream_error", new(StatusCodes.Status502BadGateway, "upstream_error", $"Forwarding to LM Studio at {upstream} failed: {detail}")),
+        };
+    }
 
     private (string Outcome, ProxyError? Error) ForwarderFailure(HttpContext context, LmStudioHost? host, ForwarderError error, StreamKeepAlive? keepAlive)
     {
@@ -412,14 +422,6 @@ public sealed partial class ProxyHandler
         return _scheduler.Catalog;
     }
 
-    private static bool IsKnownPath(PathString path)
-    {
-        var value = path.Value!;
-        if (KnownPaths.Contains(value.TrimEnd('/'))) return true;
-        return value.StartsWith("/api/v0/models/", StringComparison.OrdinalIgnoreCase)
-            || value.StartsWith("/api/v1/models/download/status/", StringComparison.OrdinalIgnoreCase);
-    }
-
     private HostTransformers TransformersFor(LmStudioHost host) =>
         _transformers.GetValue(host, h => new HostTransformers(
             new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough),
@@ -439,10 +441,16 @@ public sealed partial class ProxyHandler
 
     private enum AttemptKind
     {
+        /// <summary>No try yet.</summary>
+        None,
         Forwarded,
         Refused,
         NotLoaded,
         Unreachable,
+        CutOff,
+
+        /// <summary>The forward failed for a reason a re-send cannot fix (see <see cref="FailureKind.Failed"/>).</summary>
+        Failed,
     }
 
     private readonly record struct Attempt(AttemptKind Kind, LmStudioHost? Host = null, Instance? Instance = null, ForwarderError Error = ForwarderError.None, Admission Refusal = default);
@@ -456,10 +464,15 @@ public sealed partial class ProxyHandler
         public LmStudioHost? Pin { get; } = pin;
         public long Deadline { get; } = deadline;
         public TimeSpan Held { get; set; }
+
+        /// <summary>What the previous try came to; the next try acts on it.</summary>
         public Attempt Last { get; set; }
+
+        public int Resends { get; set; }
+        public int CutOffs { get; set; }
         public HashSet<LmStudioHost> Unreachable { get; } = [];
     }
 
-    [LoggerMessage(EventId = 1, Message = "{Method} {Path} model={Model} status={Status} hold_ms={HoldMs} total_ms={TotalMs:0.0}")]
-    private static partial void LogRequest(ILogger logger, LogLevel level, string method, string path, string model, int status, long holdMs, double totalMs);
+    [LoggerMessage(EventId = 1, Message = "{Method} {Path} model={Model} status={Status} hold_ms={HoldMs} total_ms={TotalMs:0.0} resends={Resends}")]
+    private static partial void LogRequest(ILogger logger, LogLevel level, string method, string path, string model, int status, long holdMs, double totalMs, int resends);
 }

@@ -15,13 +15,8 @@ public sealed class ResponseIdCapture(Stream inner, byte[] field, Action<string>
     private readonly List<byte> _window = [];
     private bool _done;
 
-    public static ResponseIdCapture? For(HttpRequest request, Stream inner, Action<string> found)
-    {
-        var path = request.Path.Value!.TrimEnd('/');
-        if (string.Equals(path, "/v1/responses", StringComparison.OrdinalIgnoreCase)) return new(inner, "\"id\""u8.ToArray(), found);
-        if (string.Equals(path, "/api/v1/chat", StringComparison.OrdinalIgnoreCase)) return new(inner, "\"response_id\""u8.ToArray(), found);
-        return null;
-    }
+    public static ResponseIdCapture? For(HttpRequest request, Stream inner, Action<string> found) =>
+        RequestPaths.ResponseIdField(request) is { } field ? new(inner, field, found) : null;
 
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {

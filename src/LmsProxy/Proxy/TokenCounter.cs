@@ -11,9 +11,6 @@ namespace LmsProxy.Proxy;
 /// </summary>
 public static class TokenCounter
 {
-    public static bool Handles(HttpRequest request) =>
-        HttpMethods.IsPost(request.Method) && string.Equals(request.Path.Value?.TrimEnd('/'), "/v1/messages/count_tokens", StringComparison.OrdinalIgnoreCase);
-
     public static async Task AnswerAsync(HttpContext context, LmsProxyOptions options)
     {
         if (context.Request.ContentLength > options.MaxRequestBodyBytes)

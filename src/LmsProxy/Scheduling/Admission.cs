@@ -24,6 +24,12 @@ public enum AdmissionStatus
 
     /// <summary>LM Studio keeps answering "not loaded" for a model it lists as loaded.</summary>
     Inconsistent,
+
+    /// <summary>The proxy is stopping.</summary>
+    ShuttingDown,
+
+    /// <summary>LM Studio closed the request's connection before answering it, again and again, with the model still loaded.</summary>
+    UpstreamAborted,
 }
 
 /// <summary>How a request's wait for a place to go ended. <see cref="Detail"/> is a client-safe sentence.</summary>

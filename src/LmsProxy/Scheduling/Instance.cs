@@ -67,6 +67,9 @@ public sealed class Instance(LmStudioHost host, string modelKey, bool loadedByPr
     /// <summary>Unload as soon as it drains (an operator asked).</summary>
     internal bool UnloadWhenDrained { get; set; }
 
+    /// <summary>Timestamp before which a failed operator unload is not tried again.</summary>
+    internal long UnloadRetryAt { get; set; }
+
     /// <summary>"Not loaded" answers for it while LM Studio lists it as loaded, in a row (the broken-LM-Studio guard).</summary>
     internal int Contradictions { get; set; }
 

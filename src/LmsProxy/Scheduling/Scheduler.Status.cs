@@ -13,7 +13,7 @@ public sealed partial class Scheduler
         {
             var now = _time.GetTimestamp();
             var held = _groups.Values.GroupBy(g => g.Key, StringComparer.OrdinalIgnoreCase)
-                .ToDictionary(g => g.Key, g => (Count: g.Sum(x => x.Waiters.Count(w => !w.Background)), Situation: g.Select(x => x.Situation).FirstOrDefault(s => s is not null)), StringComparer.OrdinalIgnoreCase);
+                .ToDictionary(g => g.Key, g => (Count: g.Sum(x => x.Held), Situation: g.Select(x => x.Situation).FirstOrDefault(s => s is not null)), StringComparer.OrdinalIgnoreCase);
             var hosts = _cluster.Hosts.Select(h => new HostSnapshot(
                 h.Name, h.Url, h.IsHealthy, h.Loader, h.RefreshedAt, h.LastRefreshError, h.Operation, h.Capacity, Budget(h), h.LearnedCeilingBytes,
                 [.. h.Instances.Values.Select(i => new InstanceSnapshot(
@@ -41,14 +41,11 @@ public sealed partial class Scheduler
         lock (_lock)
         {
             held = _groups.Values.GroupBy(g => g.Key, StringComparer.OrdinalIgnoreCase)
-                .ToDictionary(g => g.Key, g => g.Sum(x => x.Waiters.Count(w => !w.Background)), StringComparer.OrdinalIgnoreCase);
+                .ToDictionary(g => g.Key, g => g.Sum(x => x.Held), StringComparer.OrdinalIgnoreCase);
         }
         foreach (var model in _catalog.Models) held.TryAdd(model.Key, 0);
         return held.Select(h => new System.Diagnostics.Metrics.Measurement<long>(h.Value, new KeyValuePair<string, object?>("model", h.Key)));
     }
-
-    private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveInFlight() =>
-        _ready.Values.SelectMany(i => i).Distinct().Select(i => new System.Diagnostics.Metrics.Measurement<int>(i.InFlight, new("model", i.ModelKey), new("host", i.Host.Name)));
 
     private List<Instance> AllInstances()
     {

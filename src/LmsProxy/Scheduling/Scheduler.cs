@@ -21,7 +21,8 @@ namespace LmsProxy.Scheduling;
 /// <item>Refusals teach: when LM Studio refuses a load for lack of memory, the host's ceiling is lowered and the
 /// next plan unloads one more idle model, or waits for a busy one, or says the model can never fit.</item>
 /// </list>
-/// All state changes happen under one lock in <see cref="Pump"/>; loads and unloads run outside it and pump again when done.
+/// State changes happen under one lock (<see cref="Pump"/> is the decision point); loads, unloads and model-list reads
+/// run outside it, and every one of them ends in exactly one final state, then pumps again.
 /// </summary>
 public sealed partial class Scheduler : IDisposable
 {
@@ -32,6 +33,15 @@ public sealed partial class Scheduler : IDisposable
     public const int ContradictionsTolerated = 3;
 
     private static readonly TimeSpan SpillRetryInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a name no host lists is answered "not found" without reading the hosts' lists again.</summary>
+    private static readonly TimeSpan UnknownNameMemory = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long "too large even alone" stands before LM Studio is asked again.</summary>
+    private static readonly TimeSpan TooLargeMemory = TimeSpan.FromMinutes(5);
+
+    /// <summary>Wait before an operator's unload that failed is tried again.</summary>
+    private static readonly TimeSpan UnloadRetryDelay = TimeSpan.FromSeconds(5);
 
     /// <summary>A model used this recently counts as busy when room is needed, though nothing is in flight at this instant.</summary>
     public static readonly TimeSpan ActiveWindow = TimeSpan.FromSeconds(1);
@@ -49,6 +59,8 @@ public sealed partial class Scheduler : IDisposable
     private readonly Dictionary<(string Host, string Model), (string Message, DateTimeOffset At)> _lastErrors = [];
     private readonly Dictionary<(string Host, string Model), TimeSpan> _lastLoadDurations = [];
     private readonly Dictionary<string, int> _unloadCounts = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _unknownNames = new(StringComparer.OrdinalIgnoreCase);
+    private readonly CancellationTokenSource _stopping = new();
     private int _swapCount;
     private readonly ITimer _tick;
     private readonly ITimer _wake;
@@ -59,8 +71,12 @@ public sealed partial class Scheduler : IDisposable
     private int _waiting;
     private bool _dirty;
 
-    public Scheduler(HostCluster cluster, ProxySettings settings, ProxyMetrics metrics, CapacityEvents events, TimeProvider time, ILogger<Scheduler> logger)
+    public Scheduler(HostCluster cluster, ProxySettings settings, ProxyMetrics metrics, CapacityEvents events, TimeProvider time, ILogger<Scheduler> logger,
+        IHostApplicationLifetime lifetime)
     {
+        // Stopping ends what is under way at once: loads and unloads (their lms processes are killed), and held
+        // requests (503), so that the server's graceful stop does not wait for them.
+        lifetime.ApplicationStopping.Register(Stop);
         _cluster = cluster;
         _settings = settings;
         _metrics = metrics;
@@ -71,13 +87,15 @@ public sealed partial class Scheduler : IDisposable
         {
             lock (_lock)
             {
+                // A settings edit may have freed memory or shortened a context: ask LM Studio again.
+                foreach (var host in _cluster.Hosts) host.TooLarge.Clear();
                 _dirty = true;
                 Pump();
             }
         };
         _severalHosts = cluster.Hosts.Count > 1;
         metrics.Meter.CreateObservableGauge("lmsproxy.requests.held", ObserveHeld, description: "Requests held now, by model.");
-        metrics.Meter.CreateObservableGauge("lmsproxy.instance.in_flight", ObserveInFlight, description: "Requests in flight per loaded model and host.");
+        metrics.Meter.CreateObservableGauge("lmsproxy.instance.in_flight", () => ObserveInstances(i => i.InFlight), description: "Requests in flight per loaded model and host (draining ones included).");
         metrics.Meter.CreateObservableGauge("lmsproxy.host.memory.estimated_bytes", ObserveMemory, unit: "By", description: "Estimated memory of the models loaded on each host.");
         metrics.Meter.CreateObservableGauge("lmsproxy.instance.estimated_bytes", () => ObserveInstances(i => i.EstimatedBytes), unit: "By", description: "Estimated memory of each loaded model, by host.");
         metrics.Meter.CreateObservableGauge("lmsproxy.instance.idle_seconds", () => ObserveInstances(i => i.InFlight > 0 ? 0 : (long)_time.GetElapsedTime(i.LastUsed).TotalSeconds), unit: "s", description: "Seconds since each loaded model was last used (0 while busy).");
@@ -116,7 +134,7 @@ public sealed partial class Scheduler : IDisposable
         return hosts.Count > 0 ? hosts[0] : null;
     }
 
-    /// <summary>The warm path: a lease on a ready instance, or null. No lock, no I/O, no allocation.</summary>
+    /// <summary>The warm path: a lease on a ready instance, or null. No lock, no I/O; it allocates only when no healthy host has the model.</summary>
     public Instance? TryWarm(string model, LmStudioHost? pin)
     {
         if (!_ready.TryGetValue(model, out var instances)) return null;
@@ -127,13 +145,23 @@ public sealed partial class Scheduler : IDisposable
             if (!instance.Host.IsHealthy) unhealthy ??= instance;
             else if (best is null || instance.InFlight < best.InFlight) best = instance;
         }
-        // With no healthy host left, try the others anyway (YARP's "panic" mode): a refused connection is fast,
-        // and a host that just came back serves at once instead of after its health checks agree.
-        best ??= unhealthy;
+        // Only when no healthy host could serve the model (none has it downloaded and allowed), try an unhealthy one
+        // anyway (YARP's "panic" mode): a refused connection is fast, and a host that just came back serves at once.
+        // Otherwise the request waits in its group, and placement loads the model on a healthy host.
+        if (best is null && unhealthy is not null && !SomeHealthyHostCouldServe(unhealthy.ModelKey, pin)) best = unhealthy;
         var now = _time.GetTimestamp();
         if (best is null || !best.TryAcquire(now)) return null;
-        if (_severalHosts && pin is null && best.InFlight > SpillThreshold(best) && best.ClaimSpillCheck(now, ToTimestamp(SpillRetryInterval))) RequestSpill(best.ModelKey);
+        if (_severalHosts && pin is null && best.InFlight >= SpillThreshold(best) && best.ClaimSpillCheck(now, ToTimestamp(SpillRetryInterval))) RequestSpill(best.ModelKey);
         return best;
+    }
+
+    private bool SomeHealthyHostCouldServe(string key, LmStudioHost? pin)
+    {
+        foreach (var host in _cluster.Hosts)
+        {
+            if (!host.Removed && host.IsHealthy && (pin is null || ReferenceEquals(host, pin)) && host.Catalog.Resolve(key) is not null && host.Allows(key)) return true;
+        }
+        return false;
     }
 
     /// <summary>Holds the caller until its model is ready somewhere (or on <paramref name="pin"/>), its deadline passes, or it leaves.</summary>
@@ -145,26 +173,53 @@ public sealed partial class Scheduler : IDisposable
         var key = KnownKey(model, pin);
         if (key is null)
         {
-            // A name no host lists (yet): read the hosts' lists once, it may have just been downloaded.
-            await RefreshAllAsync(requestAborted);
+            // A name no host lists (yet): read the hosts' lists once (joining a read under way), it may have just been
+            // downloaded. A name found in no list is remembered briefly, so clients spraying names cost no reads.
+            if (_unknownNames.TryGetValue(model, out var until) && until > started) return Unknown(model, pin);
+            try
+            {
+                await RefreshAllAsync(requestAborted);
+            }
+            catch (OperationCanceledException) when (requestAborted.IsCancellationRequested)
+            {
+                return Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
+            }
             key = KnownKey(model, pin);
-            if (key is null) return Unknown(model, pin);
+            if (key is null)
+            {
+                var unknown = Unknown(model, pin);
+                if (unknown.Status == AdmissionStatus.NotFound) RememberUnknown(model, started);
+                return unknown;
+            }
         }
 
         var options = _settings.Current;
         Waiter waiter;
+        var full = false;
         lock (_lock)
         {
-            var group = GroupFor(key, pin);
-            if (group.Waiters.Count(w => !w.Background) >= options.MaxHeldPerModel)
+            // MaxHeldPerModel counts every request held for the model, pinned to a host or not.
+            var held = 0;
+            foreach (var g in _groups.Values)
             {
-                _metrics.HoldEnded(key, "queue_full", TimeSpan.Zero);
-                return Admission.Refused(AdmissionStatus.QueueFull, $"{options.MaxHeldPerModel} requests are already waiting for '{key}'.");
+                if (string.Equals(g.Key, key, StringComparison.OrdinalIgnoreCase)) held += g.Held;
             }
             waiter = new Waiter(started, background: false);
-            group.Waiters.Add(waiter);
-            _waiting++;
-            Pump();
+            if (held >= options.MaxHeldPerModel)
+            {
+                full = true;
+            }
+            else
+            {
+                GroupFor(key, pin).Add(waiter);
+                _waiting++;
+                Pump();
+            }
+        }
+        if (full)
+        {
+            _metrics.HoldEnded(key, "queue_full", TimeSpan.Zero);
+            return Admission.Refused(AdmissionStatus.QueueFull, $"{options.MaxHeldPerModel} requests are already waiting for '{key}'.");
         }
 
         Admission admission;
@@ -186,6 +241,12 @@ public sealed partial class Scheduler : IDisposable
         return admission;
     }
 
+    private void RememberUnknown(string model, long now)
+    {
+        if (_unknownNames.Count > 10_000) _unknownNames.Clear(); // bounded: a flood of names costs at most a re-read
+        _unknownNames[model] = now + ToTimestamp(UnknownNameMemory);
+    }
+
     /// <summary>Gives a lease back: the response's last byte was written, or its client left.</summary>
     public void Release(Instance instance)
     {
@@ -202,41 +263,47 @@ public sealed partial class Scheduler : IDisposable
     /// </summary>
     public async Task<Admission?> ReportNotLoadedAsync(Instance instance, CancellationToken cancellationToken)
     {
-        var host = instance.Host;
-        _metrics.NotLoadedAbsorbed(instance.ModelKey, host.Name);
-        LogNotLoadedAbsorbed(_logger, instance.ModelKey, host.Name);
-        long version;
-        lock (_lock) version = host.Version;
-        ModelCatalog catalog;
-        try
-        {
-            catalog = await host.Api.GetCatalogAsync(cancellationToken);
-        }
-        catch (Exception ex) when (ex is UpstreamUnavailableException or UpstreamRefusedException)
-        {
-            lock (_lock)
-            {
-                Forget(instance, "dropped", "LM Studio answered \"not loaded\"");
-                Pump();
-            }
-            return null;
-        }
+        _metrics.NotLoadedAbsorbed(instance.ModelKey, instance.Host.Name);
+        LogNotLoadedAbsorbed(_logger, instance.ModelKey, instance.Host.Name);
+        var answeredAt = _time.GetTimestamp();
+        var read = await ReadAfterAsync(instance.Host, answeredAt, cancellationToken);
         lock (_lock)
         {
-            if (catalog.Resolve(instance.ModelKey)?.IsLoaded != true)
-            {
-                instance.Contradictions = 0;
-                Forget(instance, "dropped", "LM Studio answered \"not loaded\": evicted");
-                Apply(host, catalog, version);
-                Pump();
-                return null;
-            }
+            if (!StillListed(instance, read, "LM Studio answered \"not loaded\"")) return null;
             if (++instance.Contradictions < ContradictionsTolerated) return null;
             instance.Contradictions = 0;
             return Admission.Refused(AdmissionStatus.Inconsistent,
-                $"LM Studio at {host.Url} lists '{instance.ModelKey}' as loaded but answered \"No models loaded\" to it {ContradictionsTolerated} times in a row. " +
+                $"LM Studio at {instance.Host.Url} lists '{instance.ModelKey}' as loaded but answered \"No models loaded\" to it {ContradictionsTolerated} times in a row. " +
                 "LM Studio seems stuck: unload and reload the model (lms unload, lms load) or restart LM Studio's server.");
         }
+    }
+
+    /// <summary>
+    /// LM Studio closed a request's connection before answering. Evicted under it (LM Studio has no drain): false, and
+    /// the request waits for a reload. Still listed: true, and the request itself was the trouble (too large, a crash).
+    /// </summary>
+    public async Task<bool> ReportCutOffAsync(Instance instance, CancellationToken cancellationToken)
+    {
+        var answeredAt = _time.GetTimestamp();
+        var read = await ReadAfterAsync(instance.Host, answeredAt, cancellationToken);
+        lock (_lock) return StillListed(instance, read, "LM Studio cut a request off");
+    }
+
+    /// <summary>A model-list read that began after <paramref name="answeredAt"/>: one under way before may predate an eviction.</summary>
+    private async Task<CatalogRead> ReadAfterAsync(LmStudioHost host, long answeredAt, CancellationToken cancellationToken)
+    {
+        var read = await ReadCatalogAsync(host).WaitAsync(cancellationToken);
+        return read.StartedAt >= answeredAt ? read : await ReadCatalogAsync(host).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Under the lock: whether the read still lists the model; if it does not, the instance is forgotten.</summary>
+    private bool StillListed(Instance instance, CatalogRead read, string why)
+    {
+        if (read.Catalog is not null && read.Catalog.Resolve(instance.ModelKey)?.IsLoaded == true) return true;
+        instance.Contradictions = 0;
+        Forget(instance, "dropped", read.Catalog is null ? why : why + ": evicted");
+        Pump();
+        return false;
     }
 
     /// <summary>A forward to an instance succeeded: a past contradiction no longer counts.</summary>
@@ -249,19 +316,38 @@ public sealed partial class Scheduler : IDisposable
     public Task RefreshAllAsync(CancellationToken cancellationToken) =>
         Task.WhenAll(_cluster.Hosts.Where(h => !h.Removed).Select(h => RefreshAsync(h, cancellationToken)));
 
-    /// <summary>Reads one host's model list and takes it in (unless a load or unload changed the host meanwhile).</summary>
-    public async Task RefreshAsync(LmStudioHost host, CancellationToken cancellationToken)
+    /// <summary>Reads one host's model list and takes it in (joining a read under way). A host's failure is recorded, not thrown.</summary>
+    public Task RefreshAsync(LmStudioHost host, CancellationToken cancellationToken) => ReadCatalogAsync(host).WaitAsync(cancellationToken);
+
+    /// <summary>
+    /// The single flight of model-list reads per host: every caller joins the read under way. It runs on the
+    /// scheduler's own token (one caller leaving does not end it for the others), and ends in a result, never a throw.
+    /// </summary>
+    private Task<CatalogRead> ReadCatalogAsync(LmStudioHost host)
     {
+        lock (_lock)
+        {
+            if (host.CatalogRead is { IsCompleted: false } underWay) return underWay;
+            var read = Task.Run(() => ReadAndApplyAsync(host));
+            host.CatalogRead = read;
+            return read;
+        }
+    }
+
+    private async Task<CatalogRead> ReadAndApplyAsync(LmStudioHost host)
+    {
+        var started = _time.GetTimestamp();
         long version;
         lock (_lock) version = host.Version;
         try
         {
-            var catalog = await host.Api.GetCatalogAsync(cancellationToken);
+            var catalog = await host.Api.GetCatalogAsync(_stopping.Token);
             lock (_lock)
             {
                 Apply(host, catalog, version);
                 Pump();
             }
+            return new CatalogRead(catalog, started);
         }
         catch (UpstreamRefusedException ex)
         {
@@ -270,10 +356,13 @@ public sealed partial class Scheduler : IDisposable
                 host.Unverified = true;
                 host.LastRefreshError = ex.Message;
             }
+            return new CatalogRead(null, started, ex.Message);
         }
-        catch (UpstreamUnavailableException ex)
+        catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
         {
-            lock (_lock) host.LastRefreshError = ex.Message;
+            var message = ex is UpstreamUnavailableException ? ex.Message : $"Reading the model list of LM Studio at {host.Url} failed ({ex.GetType().Name}: {ex.Message}).";
+            lock (_lock) host.LastRefreshError = message;
+            return new CatalogRead(null, started, message);
         }
     }
 
@@ -286,9 +375,21 @@ public sealed partial class Scheduler : IDisposable
         {
             var group = GroupFor(key, null);
             if (group.Waiters.Any(w => w.Background) || InstancesOf(key).Any(i => i.State is InstanceState.Ready or InstanceState.Loading)) return;
-            group.Waiters.Add(new Waiter(_time.GetTimestamp(), background: true, expires: _time.GetTimestamp() + ToTimestamp(_settings.Current.LoadTimeout)));
+            group.Add(new Waiter(_time.GetTimestamp(), background: true, expires: _time.GetTimestamp() + ToTimestamp(_settings.Current.LoadTimeout)));
             Pump();
         }
+    }
+
+    /// <summary>The preload keeper's call: loads a preloaded model again, unless an operator unloaded or unpinned it.</summary>
+    public void KeepPreloaded(string model)
+    {
+        var key = KnownKey(model, null);
+        if (key is null) return;
+        lock (_operatorPins)
+        {
+            if (_operatorPins.TryGetValue(key, out var pinned) && !pinned) return;
+        }
+        EnsureLoadedInBackground(key);
     }
 
     /// <summary>Whether the proxy never unloads the model: preloaded ones, unless an operator unpinned them, and operator pins.</summary>
@@ -327,8 +428,18 @@ public sealed partial class Scheduler : IDisposable
         }
     }
 
+    private void Stop()
+    {
+        _stopping.Cancel();
+        lock (_lock)
+        {
+            foreach (var group in _groups.Values.ToList()) Fail(group, Admission.Refused(AdmissionStatus.ShuttingDown, "LmsProxy is stopping."));
+        }
+    }
+
     public void Dispose()
     {
+        Stop();
         _tick.Dispose();
         _wake.Dispose();
     }
@@ -383,7 +494,7 @@ public sealed partial class Scheduler : IDisposable
     {
         lock (_lock)
         {
-            if (_groups.TryGetValue(GroupId(key, pin), out var group) && group.Waiters.Remove(waiter))
+            if (_groups.TryGetValue(GroupId(key, pin), out var group) && group.Remove(waiter))
             {
                 _waiting--;
                 Pump();
@@ -417,7 +528,7 @@ public sealed partial class Scheduler : IDisposable
         var chosen = new HashSet<Instance>();
         foreach (var group in _groups.Values.OrderBy(g => g.Oldest).ToList())
         {
-            group.Waiters.RemoveAll(w => w.Background && w.Expires < now);
+            group.Waiters.RemoveAll(w => w.Background && w.Expires < now); // background waiters are not counted in Held
             if (group.Waiters.Count == 0)
             {
                 _groups.Remove(group.Id);
@@ -431,7 +542,8 @@ public sealed partial class Scheduler : IDisposable
             {
                 if (instance.UnloadWhenDrained)
                 {
-                    if (instance.InFlight == 0 && host.Operation is null) StartUnload(host, instance, "operator");
+                    if (instance.UnloadRetryAt > now) WakeAt(instance.UnloadRetryAt, now);
+                    else if (instance.InFlight == 0 && host.Operation is null) StartUnload(host, instance, "operator");
                 }
                 else if (!chosen.Contains(instance))
                 {
@@ -456,19 +568,26 @@ public sealed partial class Scheduler : IDisposable
         var candidates = hosts.Where(h => h.IsHealthy).ToList();
         if (candidates.Count == 0) candidates = hosts;
 
-        var ready = candidates.Select(h => h.Instances.GetValueOrDefault(group.Key)).Where(i => i?.State == InstanceState.Ready).MinBy(i => i!.InFlight);
-        if (ready is not null)
+        var ready = candidates.Select(h => h.Instances.GetValueOrDefault(group.Key)).OfType<Instance>().Where(i => i.State == InstanceState.Ready).ToList();
+        if (ready.Count > 0)
         {
             Grant(group, ready, now);
             return;
         }
-        if (candidates.Any(h => h.Instances.TryGetValue(group.Key, out var busy) && busy.State != InstanceState.Ready))
+        if (candidates.Any(h => h.Instances.TryGetValue(group.Key, out var loading) && loading.State == InstanceState.Loading))
         {
             group.Situation ??= "it is loading";
             return;
         }
+        // A host where the model is draining or unloading still holds it; the others may load it meanwhile.
+        var placeable = candidates.Where(h => !h.Instances.ContainsKey(group.Key)).ToList();
+        if (placeable.Count == 0)
+        {
+            group.Situation = $"waiting for '{group.Key}' to finish unloading on host '{candidates[0].Name}'";
+            return;
+        }
 
-        var plans = candidates.Select(h => PlanFor(h, group.Key)).ToList();
+        var plans = placeable.Select(h => PlanFor(h, group.Key)).ToList();
         var start = plans.Where(p => p.Kind == PlanKind.Fits && p.Host.Operation is null).MaxBy(p => p.Free)
             ?? plans.Where(p => p.Kind == PlanKind.EvictIdle && p.Host.Operation is null).MinBy(p => p.Cost);
         if (start is not null)
@@ -523,7 +642,7 @@ public sealed partial class Scheduler : IDisposable
     {
         var model = host.Catalog.Resolve(key)!;
         var need = Estimate(host, model);
-        if (host.TooLarge.Contains(key))
+        if (host.TooLarge.TryGetValue(key, out var tooLargeUntil) && tooLargeUntil > _time.GetTimestamp())
         {
             return new(host, PlanKind.Never, [], Reason: $"LM Studio on host '{host.Name}' refused '{key}' even with nothing else loaded: {(_lastErrors.TryGetValue((host.Name, key), out var refusal) ? refusal.Message : "not enough memory")}.");
         }
@@ -593,10 +712,19 @@ public sealed partial class Scheduler : IDisposable
         return (long)(size * 1.1) + context * perToken;
     }
 
-    private void Grant(WaitGroup group, Instance instance, long now)
+    /// <summary>
+    /// Releases the whole group onto the ready instances, each waiter to the least loaded one for its slots; when
+    /// that leaves every instance saturated, a second instance is loaded on a host with room (spill-over).
+    /// </summary>
+    private void Grant(WaitGroup group, List<Instance> ready, long now)
     {
         foreach (var waiter in group.Waiters)
         {
+            var instance = ready[0];
+            foreach (var other in ready)
+            {
+                if (other.InFlight * instance.Parallel < instance.InFlight * other.Parallel) instance = other;
+            }
             if (waiter.Background)
             {
                 waiter.Done.TrySetResult(new(AdmissionStatus.Ready, instance.Host));
@@ -605,16 +733,17 @@ public sealed partial class Scheduler : IDisposable
             instance.Admit(now);
             if (!waiter.Done.TrySetResult(new(AdmissionStatus.Ready, instance.Host, instance))) instance.Release(now);
         }
-        _waiting -= group.Waiters.Count(w => !w.Background);
-        group.Waiters.Clear();
+        _waiting -= group.Held;
+        group.Clear();
         _groups.Remove(group.Id);
+        if (_severalHosts && group.Pin is null && ready.TrueForAll(i => i.InFlight >= SpillThreshold(i))) RequestSpill(group.Key);
     }
 
     private void Fail(WaitGroup group, Admission refusal)
     {
         foreach (var waiter in group.Waiters) waiter.Done.TrySetResult(refusal);
-        _waiting -= group.Waiters.Count(w => !w.Background);
-        group.Waiters.Clear();
+        _waiting -= group.Held;
+        group.Clear();
         _groups.Remove(group.Id);
     }
 
@@ -658,7 +787,8 @@ public sealed partial class Scheduler : IDisposable
     private async Task RunLoadAsync(LmStudioHost host, CatalogModel model, Instance instance, List<Instance> victims)
     {
         var options = _settings.Current;
-        using var timeout = new CancellationTokenSource(options.LoadTimeout, _time);
+        using var limit = new CancellationTokenSource(options.LoadTimeout, _time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
         var started = Stopwatch.GetTimestamp();
         try
         {
@@ -761,9 +891,18 @@ public sealed partial class Scheduler : IDisposable
                 }
             }
         }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+            lock (_lock) Forget(instance, null, null); // the proxy is stopping
+        }
         catch (OperationCanceledException)
         {
             lock (_lock) LoadFailed(host, model.Key, instance, $"Loading '{model.Key}' did not finish within {options.LoadTimeout.TotalSeconds:0} s (LmsProxy:LoadTimeout).", Stopwatch.GetElapsedTime(started));
+        }
+        catch (Exception ex)
+        {
+            // Whatever went wrong (a bug, a library), the load ends here: never an instance left "loading".
+            lock (_lock) LoadFailed(host, model.Key, instance, $"Loading '{model.Key}' on host '{host.Name}' failed unexpectedly ({ex.GetType().Name}: {ex.Message}).", Stopwatch.GetElapsedTime(started));
         }
         finally
         {
@@ -800,15 +939,29 @@ public sealed partial class Scheduler : IDisposable
         _dirty = true;
         _ = Task.Run(async () =>
         {
-            using var timeout = new CancellationTokenSource(_settings.Current.LoadTimeout, _time);
+            using var limit = new CancellationTokenSource(_settings.Current.LoadTimeout, _time);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
             try
             {
                 await UnloadInstanceAsync(host, instance, reason, timeout.Token);
             }
-            catch (Exception ex) when (ex is ModelLoadException or UpstreamUnavailableException or UpstreamRefusedException or OperationCanceledException)
+            catch (Exception ex)
             {
+                // Any failure ends the unload: the model is still loaded and serves again, or, when an operator asked
+                // for the unload, it keeps draining and the unload is tried again after a pause.
                 LogUnloadFailed(_logger, instance.ModelKey, host.Name, ex.Message);
-                lock (_lock) instance.SetState(InstanceState.Ready);
+                lock (_lock)
+                {
+                    if (instance.UnloadWhenDrained)
+                    {
+                        instance.UnloadRetryAt = _time.GetTimestamp() + ToTimestamp(UnloadRetryDelay);
+                        instance.SetState(InstanceState.Draining);
+                    }
+                    else
+                    {
+                        instance.SetState(InstanceState.Ready);
+                    }
+                }
             }
             finally
             {
@@ -850,7 +1003,7 @@ public sealed partial class Scheduler : IDisposable
         var residents = host.Instances.Values.Where(i => i.State != InstanceState.Gone).ToList();
         if (residents.Count == 0)
         {
-            host.TooLarge.Add(model.Key);
+            host.TooLarge[model.Key] = _time.GetTimestamp() + ToTimestamp(TooLargeMemory);
             return;
         }
         if (ex.Kind == LoadFailureKind.Ambiguous && !residents.Any(i => i.InFlight == 0 && i.LoadedByProxy && !IsPinned(i.ModelKey)))
@@ -943,7 +1096,8 @@ public sealed partial class Scheduler : IDisposable
         var catalog = ModelCatalog.Union(hosts.Where(h => !h.Removed).Select(h => h.Catalog));
         _catalog = catalog;
         var names = new Dictionary<string, List<Instance>>(StringComparer.OrdinalIgnoreCase);
-        foreach (var instance in hosts.Where(h => !h.Removed).SelectMany(h => h.Instances.Values).Where(i => i.State == InstanceState.Ready))
+        // Only what a host may serve (its Models allow-list) is offered to the warm path.
+        foreach (var instance in hosts.Where(h => !h.Removed).SelectMany(h => h.Instances.Values).Where(i => i.State == InstanceState.Ready && i.Host.Allows(i.ModelKey)))
         {
             foreach (var name in catalog.NamesOf(instance.ModelKey).Concat(instance.LmStudioInstances.Select(i => i.Id)).Distinct(StringComparer.OrdinalIgnoreCase))
             {
@@ -1007,9 +1161,33 @@ public sealed partial class Scheduler : IDisposable
         public string Id { get; } = id;
         public string Key { get; } = key;
         public LmStudioHost? Pin { get; } = pin;
+        /// <summary>In arrival order.</summary>
         public List<Waiter> Waiters { get; } = [];
+
+        /// <summary>The requests among <see cref="Waiters"/> (background loads are not counted).</summary>
+        public int Held { get; private set; }
+
         public string? Situation { get; set; }
-        public long Oldest => Waiters.Count > 0 ? Waiters.Min(w => w.Enqueued) : long.MaxValue;
+        public long Oldest => Waiters.Count > 0 ? Waiters[0].Enqueued : long.MaxValue;
+
+        public void Add(Waiter waiter)
+        {
+            Waiters.Add(waiter);
+            if (!waiter.Background) Held++;
+        }
+
+        public bool Remove(Waiter waiter)
+        {
+            if (!Waiters.Remove(waiter)) return false;
+            if (!waiter.Background) Held--;
+            return true;
+        }
+
+        public void Clear()
+        {
+            Waiters.Clear();
+            Held = 0;
+        }
     }
 
     private sealed class Waiter(long enqueued, bool background, long expires = long.MaxValue)

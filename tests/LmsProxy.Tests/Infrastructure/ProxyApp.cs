@@ -51,6 +51,17 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
     /// <summary>True once every host's model list was read (as at the end of start-up in normal operation).</summary>
     public bool Refreshed => Scheduler.Snapshot().Hosts.All(h => h.RefreshedAt is not null);
 
+    /// <summary>With LMSPROXY_TEST_LOGS=dir, every proxy's log lines are written there when it stops (for debugging a test).</summary>
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        if (Environment.GetEnvironmentVariable("LMSPROXY_TEST_LOGS") is { Length: > 0 } dir)
+        {
+            Directory.CreateDirectory(dir);
+            await File.WriteAllLinesAsync(Path.Combine(dir, $"proxy-{Url.Port}.log"), Logs.Lines);
+        }
+    }
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         foreach (var (key, value) in _settings) builder.UseSetting(key, value);
