@@ -134,10 +134,16 @@ public sealed class CapacityOptions
     public TimeSpan IdleUnloadAfter { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>
-    /// Longest a request waits for a busy model to make room before that model stops taking new requests and
-    /// is swapped out. Until then the loaded model's requests are served together. 00:00:00: strict arrival order.
+    /// Longest a request waits for a busy model to make room before that model stops taking new requests and is
+    /// swapped out (and the least a model stays once loaded). Until then the loaded model's requests are served
+    /// together. "auto": the load times of the two models involved, between 2 and 30 s. A duration: that bound;
+    /// 00:00:00: strict arrival order.
     /// </summary>
-    public TimeSpan MaxSwapWait { get; set; } = TimeSpan.FromSeconds(20);
+    public string MaxSwapWait { get; set; } = "auto";
+
+    /// <summary>The bound <see cref="MaxSwapWait"/> names; null for auto (or a value validation rejects).</summary>
+    public TimeSpan? SwapWaitBound =>
+        TimeSpan.TryParse(MaxSwapWait, System.Globalization.CultureInfo.InvariantCulture, out var bound) ? bound : null;
 
     /// <summary>Whether models loaded outside the proxy (in the LM Studio app) may be unloaded to make room.</summary>
     public bool EvictForeign { get; set; }

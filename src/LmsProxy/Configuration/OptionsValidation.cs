@@ -90,7 +90,10 @@ public static class OptionsValidation
         if (c.MaxLoadedModels < 0) errors.Add($"{key}:MaxLoadedModels must be 0 (no limit) or more (got {c.MaxLoadedModels}).");
         if (c.MemoryBudgetBytes < 0) errors.Add($"{key}:MemoryBudgetBytes must be 0 (unknown) or more (got {c.MemoryBudgetBytes}).");
         if (c.IdleUnloadAfter < TimeSpan.Zero) errors.Add($"{key}:IdleUnloadAfter must be 00:00:00 (never) or more (got {c.IdleUnloadAfter}).");
-        if (c.MaxSwapWait < TimeSpan.Zero) errors.Add($"{key}:MaxSwapWait must be 00:00:00 or more (got {c.MaxSwapWait}).");
+        if (!string.Equals(c.MaxSwapWait, "auto", StringComparison.OrdinalIgnoreCase) && c.SwapWaitBound is not { Ticks: >= 0 })
+        {
+            errors.Add($"{key}:MaxSwapWait must be auto or a duration of 00:00:00 or more (got '{c.MaxSwapWait}').");
+        }
         if (c.SpillAt < 0) errors.Add($"{key}:SpillAt must be 0 (the instance's parallel) or more (got {c.SpillAt}).");
     }
 

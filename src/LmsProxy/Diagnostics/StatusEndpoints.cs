@@ -116,7 +116,7 @@ public sealed record StatusReport(
         CapacityStatus Capacity, IReadOnlyList<InstanceStatus> Instances, IReadOnlyList<string> Downloaded);
 
     public sealed record CapacityStatus(int MaxLoadedModels, long MemoryBudgetBytes, long EffectiveBudgetBytes, long LearnedCeilingBytes, long UsedBytes, int LoadedModels,
-        TimeSpan IdleUnloadAfter, TimeSpan MaxSwapWait, bool EvictForeign);
+        TimeSpan IdleUnloadAfter, string MaxSwapWait, bool EvictForeign);
 
     public sealed record InstanceStatus(string Model, string State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
         DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);

@@ -46,7 +46,7 @@ internal static class CommandLineHelp
               LmsProxy:Capacity:MaxLoadedModels    most models loaded at once, 0: no limit [{{d.Capacity.MaxLoadedModels}}]
               LmsProxy:Capacity:MemoryBudgetBytes  memory the loaded models may use, 0: unknown [{{d.Capacity.MemoryBudgetBytes}}]
               LmsProxy:Capacity:IdleUnloadAfter    unload a model unused this long, 00:00:00: never [{{d.Capacity.IdleUnloadAfter:c}}]
-              LmsProxy:Capacity:MaxSwapWait        longest to wait for a busy model to make room [{{d.Capacity.MaxSwapWait:c}}]
+              LmsProxy:Capacity:MaxSwapWait        longest to wait for a busy model to make room [{{d.Capacity.MaxSwapWait}}]
               LmsProxy:Preload:<n>                 models loaded at start-up and kept loaded
               LmsProxy:Aliases:<name>              a name clients send, mapped to an LM Studio model key
               LmsProxy:ApiKeys:<n>                 keys clients must send (8+ characters); none: no key needed

@@ -61,6 +61,9 @@ public sealed class Instance(LmStudioHost host, string modelKey, bool loadedByPr
 
     public DateTimeOffset? LoadedAt { get; internal set; }
 
+    /// <summary>Timestamp (TimeProvider) its load ended; 0 for a model found loaded (it has no residency to respect).</summary>
+    internal long LoadedAtTimestamp { get; set; }
+
     /// <summary>When the proxy began loading it (for a progress bar against the last load's duration).</summary>
     public DateTimeOffset? LoadStartedAt { get; internal set; }
 

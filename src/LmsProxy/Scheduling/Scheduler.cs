@@ -5,6 +5,7 @@ using LmsProxy.Diagnostics;
 using LmsProxy.Hosts;
 using LmsProxy.Loading;
 using LmsProxy.Models;
+using LmsProxy.Scheduling.Policy;
 
 namespace LmsProxy.Scheduling;
 
@@ -43,8 +44,6 @@ public sealed partial class Scheduler : IDisposable
     /// <summary>Wait before an operator's unload that failed is tried again.</summary>
     private static readonly TimeSpan UnloadRetryDelay = TimeSpan.FromSeconds(5);
 
-    /// <summary>A model used this recently counts as busy when room is needed, though nothing is in flight at this instant.</summary>
-    public static readonly TimeSpan ActiveWindow = TimeSpan.FromSeconds(1);
 
     private readonly HostCluster _cluster;
     private readonly ProxySettings _settings;
@@ -454,11 +453,7 @@ public sealed partial class Scheduler : IDisposable
 
     private void Tick()
     {
-        lock (_lock)
-        {
-            UnloadIdle();
-            Pump();
-        }
+        lock (_lock) Pump();
     }
 
     private string? KnownKey(string model, LmStudioHost? pin)
@@ -520,176 +515,102 @@ public sealed partial class Scheduler : IDisposable
         }
     }
 
-    // ---- the decision point (all below runs under _lock) ----
+    // ---- the decision point (under _lock): the state as a snapshot to the policy, its decisions applied in order ----
 
     private void Pump()
     {
         var now = _time.GetTimestamp();
-        var chosen = new HashSet<Instance>();
-        foreach (var group in _groups.Values.OrderBy(g => g.Oldest).ToList())
+        foreach (var group in _groups.Values.ToList())
         {
             group.Waiters.RemoveAll(w => w.Background && w.Expires < now); // background waiters are not counted in Held
-            if (group.Waiters.Count == 0)
-            {
-                _groups.Remove(group.Id);
-                continue;
-            }
-            Serve(group, now, chosen);
+            if (group.Waiters.Count == 0) _groups.Remove(group.Id);
         }
+        foreach (var decision in PlacementPolicy.Decide(PolicyView(now, null))) Execute(decision, now);
         foreach (var host in _cluster.Hosts)
         {
-            foreach (var instance in host.Instances.Values.Where(i => i.State == InstanceState.Draining).ToList())
+            foreach (var instance in host.Instances.Values)
             {
-                if (instance.UnloadWhenDrained)
-                {
-                    if (instance.UnloadRetryAt > now) WakeAt(instance.UnloadRetryAt, now);
-                    else if (instance.InFlight == 0 && host.Operation is null) StartUnload(host, instance, "operator");
-                }
-                else if (!chosen.Contains(instance))
-                {
-                    // Nobody waits for its room any more: it takes requests again.
-                    instance.SetState(InstanceState.Ready);
-                    _dirty = true;
-                }
+                if (instance.UnloadWhenDrained && instance.UnloadRetryAt > now) WakeAt(instance.UnloadRetryAt, now);
             }
         }
         if (_dirty) Publish();
     }
 
-    private void Serve(WaitGroup group, long now, HashSet<Instance> chosen)
+    /// <summary>What the policy sees: hosts (healthy, busy, limits, budget, instances), and what loading each waiting model takes where.</summary>
+    private PolicySnapshot PolicyView(long now, string? alsoModel)
     {
-        var hosts = _cluster.Hosts.Where(h => !h.Removed && h.Catalog.Resolve(group.Key) is not null && h.Allows(group.Key) && (group.Pin is null || ReferenceEquals(h, group.Pin))).ToList();
-        if (hosts.Count == 0)
+        var keys = _groups.Values.Select(g => g.Key).Append(alsoModel).OfType<string>().Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        var hosts = new List<HostView>();
+        foreach (var host in _cluster.Hosts)
         {
-            Fail(group, group.Pin is { Removed: true } removed ? ConversationHostDown(removed) : Unknown(group.Key, group.Pin));
-            return;
-        }
-        // Healthy hosts first; with none, all of them ("panic"): a load on a host that is really down fails fast.
-        var candidates = hosts.Where(h => h.IsHealthy).ToList();
-        if (candidates.Count == 0) candidates = hosts;
-
-        var ready = candidates.Select(h => h.Instances.GetValueOrDefault(group.Key)).OfType<Instance>().Where(i => i.State == InstanceState.Ready).ToList();
-        if (ready.Count > 0)
-        {
-            Grant(group, ready, now);
-            return;
-        }
-        if (candidates.Any(h => h.Instances.TryGetValue(group.Key, out var loading) && loading.State == InstanceState.Loading))
-        {
-            group.Situation ??= "it is loading";
-            return;
-        }
-        // A host where the model is draining or unloading still holds it; the others may load it meanwhile.
-        var placeable = candidates.Where(h => !h.Instances.ContainsKey(group.Key)).ToList();
-        if (placeable.Count == 0)
-        {
-            group.Situation = $"waiting for '{group.Key}' to finish unloading on host '{candidates[0].Name}'";
-            return;
-        }
-
-        var plans = placeable.Select(h => PlanFor(h, group.Key)).ToList();
-        var start = plans.Where(p => p.Kind == PlanKind.Fits && p.Host.Operation is null).MaxBy(p => p.Free)
-            ?? plans.Where(p => p.Kind == PlanKind.EvictIdle && p.Host.Operation is null).MinBy(p => p.Cost);
-        if (start is not null)
-        {
-            StartLoad(start.Host, group.Key, start.Victims, group);
-            return;
-        }
-        if (plans.FirstOrDefault(p => p.Kind is PlanKind.Fits or PlanKind.EvictIdle or PlanKind.Wait) is { } waitForHost)
-        {
-            group.Situation = $"waiting for host '{waitForHost.Host.Name}' to finish {waitForHost.Host.Operation ?? "a load or unload"}";
-            return;
-        }
-        if (plans.Where(p => p.Kind == PlanKind.NeedBusy).MinBy(p => p.Cost) is { } swap)
-        {
-            var busy = string.Join(", ", swap.Victims.Select(v => $"{v.ModelKey} ({v.InFlight} in flight)"));
-            var maxWait = swap.Host.Capacity.MaxSwapWait;
-            if (_time.GetElapsedTime(group.Oldest, now) >= maxWait)
+            if (host.Removed) continue;
+            var models = new Dictionary<string, ModelFit>(StringComparer.OrdinalIgnoreCase);
+            foreach (var key in keys)
             {
-                // Fairness bound reached: the busy models take no new requests, drain, and make room.
-                foreach (var victim in swap.Victims.Where(v => v.State == InstanceState.Ready))
+                if (host.Catalog.Resolve(key) is not { } model || !host.Allows(key)) continue;
+                var never = host.TooLarge.TryGetValue(key, out var until) && until > now
+                    ? $"LM Studio on host '{host.Name}' refused '{key}' even with nothing else loaded: {(_lastErrors.TryGetValue((host.Name, key), out var refusal) ? refusal.Message : "not enough memory")}."
+                    : null;
+                models[key] = new ModelFit(Estimate(host, model), never, LastLoadTime(host, key));
+            }
+            var c = host.Capacity;
+            hosts.Add(new HostView(host.Name, host.IsHealthy, host.Operation is not null,
+                new HostLimits(c.MaxLoadedModels, c.IdleUnloadAfter, c.SwapWaitBound, c.EvictForeign, c.SpillAt), Budget(host),
+                [.. host.Instances.Values.Select(i => new InstanceView(i.ModelKey, i.State, i.InFlight, i.Parallel, i.LastUsed, i.LoadedAtTimestamp, i.EstimatedBytes,
+                    i.LoadedByProxy, IsPinned(i.ModelKey), i.UnloadWhenDrained, i.UnloadRetryAt, LastLoadTime(host, i.ModelKey)))],
+                models));
+        }
+        return new PolicySnapshot(now, _time.TimestampFrequency, hosts, [.. _groups.Values.Select(g => new GroupView(g.Id, g.Key, g.Pin?.Name, g.Oldest, g.Held))]);
+    }
+
+    private TimeSpan? LastLoadTime(LmStudioHost host, string key) => _lastLoadDurations.TryGetValue((host.Name, key), out var d) ? d : null;
+
+    private void Execute(Decision decision, long now)
+    {
+        switch (decision)
+        {
+            case GrantDecision grant when _groups.TryGetValue(grant.GroupId, out var group):
+                Grant(group, [.. grant.Hosts.Select(h => InstanceAt(h, group.Key)).OfType<Instance>()], now);
+                break;
+            case LoadDecision load when HostNamed(load.Host) is { } host:
+                var waiting = load.GroupId is { } id ? _groups.GetValueOrDefault(id) : null;
+                if (load.GroupId is null)
                 {
-                    victim.SetState(InstanceState.Draining);
-                    _dirty = true;
+                    LogSpill(_logger, load.Model, host.Name);
+                    Events.Add(new(_time.GetUtcNow(), "spill", host.Name, load.Model, "every loaded instance is saturated"));
                 }
-                chosen.UnionWith(swap.Victims);
-                group.Situation = $"waiting for {busy} on host '{swap.Host.Name}' to finish, to make room (swap)";
-            }
-            else
-            {
-                group.Situation = $"waiting up to {maxWait.TotalSeconds:0} s (Capacity:MaxSwapWait) for room on host '{swap.Host.Name}', where {busy} is busy";
-                // Pump again the moment the fairness bound is reached, not at the next tick.
-                WakeAt(group.Oldest + ToTimestamp(maxWait), now);
-            }
-            return;
+                StartLoad(host, load.Model, [.. load.Victims.Select(v => InstanceAt(load.Host, v)).OfType<Instance>()], waiting);
+                break;
+            case DrainDecision drain when InstanceAt(drain.Host, drain.Model) is { State: InstanceState.Ready } victim:
+                victim.SetState(InstanceState.Draining);
+                _dirty = true;
+                break;
+            case ReviveDecision revive when InstanceAt(revive.Host, revive.Model) is { State: InstanceState.Draining } revived:
+                revived.SetState(InstanceState.Ready);
+                _dirty = true;
+                break;
+            case UnloadDecision unload when InstanceAt(unload.Host, unload.Model) is { } instance:
+                StartUnload(instance.Host, instance, unload.Reason);
+                break;
+            case WaitDecision wait when _groups.TryGetValue(wait.GroupId, out var group):
+                // "it is loading" does not replace the more precise sentence StartLoad wrote.
+                if (wait.Situation != "it is loading" || group.Situation is null) group.Situation = wait.Situation;
+                if (wait.WakeAt is { } at) WakeAt(at, now);
+                break;
+            case RefuseDecision refuse when _groups.TryGetValue(refuse.GroupId, out var group):
+                Fail(group, refuse.Status switch
+                {
+                    AdmissionStatus.NotFound => Unknown(group.Key, group.Pin),
+                    AdmissionStatus.ConversationHostDown => ConversationHostDown(group.Pin!),
+                    _ => Admission.Refused(refuse.Status, refuse.Reason),
+                });
+                break;
         }
-        Fail(group, Admission.Refused(AdmissionStatus.TooLarge, string.Join(" ", plans.Select(p => p.Reason))));
     }
 
-    private enum PlanKind
-    {
-        Fits,
-        EvictIdle,
-        NeedBusy,
-        Wait,
-        Never,
-    }
+    private LmStudioHost? HostNamed(string name) => _cluster.Hosts.FirstOrDefault(h => !h.Removed && h.Name == name);
 
-    private sealed record Plan(LmStudioHost Host, PlanKind Kind, IReadOnlyList<Instance> Victims, long Free = 0, long Cost = 0, string? Reason = null);
-
-    /// <summary>What loading <paramref name="key"/> on <paramref name="host"/> would take.</summary>
-    private Plan PlanFor(LmStudioHost host, string key)
-    {
-        var model = host.Catalog.Resolve(key)!;
-        var need = Estimate(host, model);
-        if (host.TooLarge.TryGetValue(key, out var tooLargeUntil) && tooLargeUntil > _time.GetTimestamp())
-        {
-            return new(host, PlanKind.Never, [], Reason: $"LM Studio on host '{host.Name}' refused '{key}' even with nothing else loaded: {(_lastErrors.TryGetValue((host.Name, key), out var refusal) ? refusal.Message : "not enough memory")}.");
-        }
-        var budget = Budget(host);
-        if (budget > 0 && need > budget)
-        {
-            return new(host, PlanKind.Never, [], Reason: $"'{key}' needs about {Gb(need)} and host '{host.Name}' has {Gb(budget)} in all (Capacity:MemoryBudgetBytes, or what LM Studio's refusals showed).");
-        }
-        var maxCount = host.Capacity.MaxLoadedModels;
-        var residents = host.Instances.Values.Where(i => i.State != InstanceState.Gone && !string.Equals(i.ModelKey, key, StringComparison.OrdinalIgnoreCase)).ToList();
-        var used = residents.Sum(i => i.EstimatedBytes);
-        var count = residents.Count;
-        bool Fits() => (budget == 0 || used + need <= budget) && (maxCount == 0 || count + 1 <= maxCount);
-        if (Fits()) return new(host, PlanKind.Fits, [], Free: budget == 0 ? long.MaxValue - used : budget - used);
-
-        // What can never go decides "never": pinned models, and models loaded outside the proxy (unless EvictForeign).
-        bool Stays(Instance i) => IsPinned(i.ModelKey) || (!i.LoadedByProxy && !host.Capacity.EvictForeign);
-        var staying = residents.Where(Stays).ToList();
-        if ((budget > 0 && staying.Sum(i => i.EstimatedBytes) + need > budget) || (maxCount > 0 && staying.Count + 1 > maxCount))
-        {
-            var pinned = staying.Where(i => IsPinned(i.ModelKey)).Select(i => i.ModelKey).ToList();
-            var foreign = staying.Where(i => !IsPinned(i.ModelKey)).Select(i => i.ModelKey).ToList();
-            return new(host, PlanKind.Never, [], Reason: $"Host '{host.Name}' cannot make room for '{key}'" +
-                (pinned.Count > 0 ? $": pinned {string.Join(", ", pinned)}" : "") +
-                (foreign.Count > 0 ? $"; loaded outside the proxy {string.Join(", ", foreign)} (Capacity:EvictForeign is false)" : "") + ".");
-        }
-
-        // Idle first (least recently used first), then busy ones. A model used a moment ago counts as busy: between two
-        // requests of a client that sends back to back it has nothing in flight, and unloading it then would thrash.
-        var now = _time.GetTimestamp();
-        bool Busy(Instance i) => i.InFlight > 0 || (i.State == InstanceState.Ready && _time.GetElapsedTime(i.LastUsed, now) < ActiveWindow);
-        var evictable = residents
-            .Where(i => i.State is InstanceState.Ready or InstanceState.Draining && !Stays(i))
-            .OrderBy(i => Busy(i) ? 1 : 0).ThenBy(i => i.LastUsed);
-        var victims = new List<Instance>();
-        foreach (var victim in evictable)
-        {
-            victims.Add(victim);
-            used -= victim.EstimatedBytes;
-            count--;
-            if (!Fits()) continue;
-            var cost = victims.Sum(v => v.EstimatedBytes);
-            return new(host, victims.Any(Busy) ? PlanKind.NeedBusy : PlanKind.EvictIdle, victims, Cost: cost);
-        }
-        // Room comes once loads and unloads under way on the host end.
-        return new(host, PlanKind.Wait, [], Reason: $"'{key}' waits for the load or unload under way on host '{host.Name}'.");
-    }
+    private Instance? InstanceAt(string host, string model) => HostNamed(host)?.Instances.GetValueOrDefault(model);
 
     private static long Budget(LmStudioHost host)
     {
@@ -712,10 +633,7 @@ public sealed partial class Scheduler : IDisposable
         return (long)(size * 1.1) + context * perToken;
     }
 
-    /// <summary>
-    /// Releases the whole group onto the ready instances, each waiter to the least loaded one for its slots; when
-    /// that leaves every instance saturated, a second instance is loaded on a host with room (spill-over).
-    /// </summary>
+    /// <summary>Releases the whole group onto the ready instances, each waiter to the least loaded one for its slots.</summary>
     private void Grant(WaitGroup group, List<Instance> ready, long now)
     {
         foreach (var waiter in group.Waiters)
@@ -736,7 +654,6 @@ public sealed partial class Scheduler : IDisposable
         _waiting -= group.Held;
         group.Clear();
         _groups.Remove(group.Id);
-        if (_severalHosts && group.Pin is null && ready.TrueForAll(i => i.InFlight >= SpillThreshold(i))) RequestSpill(group.Key);
     }
 
     private void Fail(WaitGroup group, Admission refusal)
@@ -831,6 +748,8 @@ public sealed partial class Scheduler : IDisposable
                     _lastErrors.Remove((host.Name, model.Key));
                     _lastLoadDurations[(host.Name, model.Key)] = elapsed;
                     Ready(instance, loaded.Instances);
+                    // Budget with what LM Studio loaded (AutoFit may have chosen a larger context than asked), not with the ask.
+                    instance.EstimatedBytes = Estimate(host, loaded);
                     LearnFromSuccess(host);
                     _metrics.LoadEnded(model.Key, host.Name, "success", elapsed);
                     Events.Add(new(_time.GetUtcNow(), "load", host.Name, model.Key, DurationMs: elapsed.TotalMilliseconds));
@@ -979,18 +898,6 @@ public sealed partial class Scheduler : IDisposable
         Pump();
     }
 
-    private void UnloadIdle()
-    {
-        var now = _time.GetTimestamp();
-        foreach (var host in _cluster.Hosts.Where(h => h.Operation is null && h.Capacity.IdleUnloadAfter > TimeSpan.Zero))
-        {
-            var idle = host.Instances.Values.FirstOrDefault(i =>
-                i.State == InstanceState.Ready && i.InFlight == 0 && (i.LoadedByProxy || host.Capacity.EvictForeign) && !IsPinned(i.ModelKey) &&
-                _time.GetElapsedTime(i.LastUsed, now) >= host.Capacity.IdleUnloadAfter);
-            if (idle is not null) StartUnload(host, idle, "idle");
-        }
-    }
-
     /// <summary>LM Studio refused for lack of memory: learn the host's ceiling (and the model's size, when it said), then plan again.</summary>
     private void Refused(LmStudioHost host, CatalogModel model, Instance instance, ModelLoadException ex, TimeSpan elapsed)
     {
@@ -1036,6 +943,7 @@ public sealed partial class Scheduler : IDisposable
     {
         instance.LmStudioInstances = lmStudioInstances;
         instance.LoadedAt = _time.GetUtcNow();
+        if (instance.LoadedByProxy) instance.LoadedAtTimestamp = _time.GetTimestamp();
         instance.Touch(_time.GetTimestamp());
         instance.SetState(InstanceState.Ready);
         instance.Host.Version++;
@@ -1113,20 +1021,13 @@ public sealed partial class Scheduler : IDisposable
 
     private int SpillThreshold(Instance instance) => instance.Host.Capacity.SpillAt > 0 ? instance.Host.Capacity.SpillAt : instance.Parallel;
 
-    /// <summary>Every ready instance of a model is saturated: load a second instance on a host with room, without unloading anything.</summary>
+    /// <summary>The warm path saw every instance of a model saturated: the policy may load another on a host with room.</summary>
     private void RequestSpill(string key)
     {
         lock (_lock)
         {
-            var instances = InstancesOf(key).ToList();
-            if (instances.Any(i => i.State != InstanceState.Ready || i.InFlight < SpillThreshold(i))) return;
-            var target = _cluster.Hosts
-                .Where(h => !h.Removed && h.IsHealthy && h.Operation is null && !h.Instances.ContainsKey(key) && h.Catalog.Resolve(key) is not null && h.Allows(key))
-                .Select(h => PlanFor(h, key)).Where(p => p.Kind == PlanKind.Fits).MaxBy(p => p.Free);
-            if (target is null) return;
-            LogSpill(_logger, key, target.Host.Name);
-            Events.Add(new(_time.GetUtcNow(), "spill", target.Host.Name, key, "every loaded instance is saturated"));
-            StartLoad(target.Host, key, [], null);
+            var now = _time.GetTimestamp();
+            if (PlacementPolicy.Spill(PolicyView(now, key), key) is { } spill) Execute(spill, now);
             if (_dirty) Publish();
         }
     }

@@ -112,7 +112,7 @@ public sealed class HostOptionsValidationTests
                 ["gpu-c"] = new LmStudioHostOptions { Url = null },
                 ["gpu-d"] = new LmStudioHostOptions { Url = new Uri("http://10.0.0.1:1234"), Capacity = new CapacityOptions { MaxLoadedModels = -1 } },
             },
-            Capacity = { MaxSwapWait = TimeSpan.FromSeconds(-1) },
+            Capacity = { MaxSwapWait = "-00:00:01" },
         };
 
         var errors = OptionsValidation.Validate(options);
