@@ -1,0 +1,56 @@
+using System.Collections.Frozen;
+using System.Diagnostics;
+using LmsProxy.Configuration;
+using LmsProxy.Diagnostics;
+using LmsProxy.Hosts;
+using LmsProxy.Loading;
+using LmsProxy.Models;
+using LmsProxy.Scheduling.Policy;
+
+namespace LmsProxy.Scheduling;
+
+/// <summary>The wait queue of one model (and pinned host): its waiters in arrival order.</summary>
+public sealed partial class Scheduler
+{
+    private sealed class WaitGroup(string id, string key, LmStudioHost? pin)
+    {
+        public string Id { get; } = id;
+        public string Key { get; } = key;
+        public LmStudioHost? Pin { get; } = pin;
+        /// <summary>In arrival order.</summary>
+        public List<Waiter> Waiters { get; } = [];
+
+        /// <summary>The requests among <see cref="Waiters"/> (background loads are not counted).</summary>
+        public int Held { get; private set; }
+
+        public string? Situation { get; set; }
+        public long Oldest => Waiters.Count > 0 ? Waiters[0].Enqueued : long.MaxValue;
+
+        public void Add(Waiter waiter)
+        {
+            Waiters.Add(waiter);
+            if (!waiter.Background) Held++;
+        }
+
+        public bool Remove(Waiter waiter)
+        {
+            if (!Waiters.Remove(waiter)) return false;
+            if (!waiter.Background) Held--;
+            return true;
+        }
+
+        public void Clear()
+        {
+            Waiters.Clear();
+            Held = 0;
+        }
+    }
+
+    private sealed class Waiter(long enqueued, bool background, long expires = long.MaxValue)
+    {
+        public long Enqueued { get; } = enqueued;
+        public bool Background { get; } = background;
+        public long Expires { get; } = expires;
+        public TaskCompletionSource<Admission> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
