@@ -135,6 +135,12 @@ internal static class PlacementPolicy
             }
             return;
         }
+        // A host that still holds it, draining or unloading, may take it back once that ends: not "never" yet.
+        if (candidates.FirstOrDefault(h => h.Find(group.Model) is { State: InstanceState.Draining or InstanceState.Unloading }) is { } holder)
+        {
+            decisions.Add(new WaitDecision(group.Id, $"waiting for '{group.Model}' to finish unloading on host '{holder.Name}'"));
+            return;
+        }
         decisions.Add(new RefuseDecision(group.Id, AdmissionStatus.TooLarge, string.Join(" ", plans.Select(p => p.Reason))));
     }
 
