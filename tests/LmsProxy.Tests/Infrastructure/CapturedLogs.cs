@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 
 namespace LmsProxy.Tests.Infrastructure;
 
-/// <summary>Every log line the proxy wrote, formatted, so tests can read what an operator would see.</summary>
+/// <summary>Every log line the proxy wrote, formatted (with its exception, as the console shows it), so tests can read what an operator would see.</summary>
 public sealed class CapturedLogs : ILoggerProvider
 {
     private readonly ConcurrentQueue<string> _lines = new();
@@ -21,6 +21,6 @@ public sealed class CapturedLogs : ILoggerProvider
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
         public bool IsEnabled(LogLevel logLevel) => true;
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)}");
+            lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)}" + (exception is null ? "" : Environment.NewLine + exception));
     }
 }

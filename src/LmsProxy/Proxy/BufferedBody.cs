@@ -1,0 +1,46 @@
+using LmsProxy.Configuration;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace LmsProxy.Proxy;
+
+/// <summary>
+/// Every other request body (loads and unloads, token counts, unknown paths) is read whole before it is forwarded or
+/// answered, as inference bodies are, under the same limit and budget. A body that cannot be read is then answered
+/// here with a clean 400 or 413, instead of failing inside YARP's copy to LM Studio (a 400 with .NET's own words, and
+/// a warning with a stack trace in the log for each one). These bodies are small; the budget holds the rest.
+/// </summary>
+public sealed class BufferedBody(RequestDelegate next, ProxySettings settings, HeldBodyBudget budget)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var request = context.Request;
+        // Inference bodies are read by ModelRequestReader; an upgrade's bytes are a stream, not a body.
+        if (context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody != true || request.Headers.Upgrade.Count > 0 || ModelRequestReader.CarriesModel(request))
+        {
+            return next(context);
+        }
+        return ReadThenNextAsync(context);
+    }
+
+    private async Task ReadThenNextAsync(HttpContext context)
+    {
+        var request = context.Request;
+        var (buffer, length, error) = await BodyReader.ReadAsync(request, settings.Current, budget, context.RequestAborted);
+        if (error is not null)
+        {
+            await error.WriteAsync(context);
+            return;
+        }
+        try
+        {
+            request.Body = new WholeBody(buffer!, length);
+            request.ContentLength = length;
+            if (request.Headers.TransferEncoding.Count > 0) request.Headers.TransferEncoding = default;
+            await next(context);
+        }
+        finally
+        {
+            budget.Return(buffer!);
+        }
+    }
+}
