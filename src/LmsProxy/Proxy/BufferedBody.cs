@@ -9,8 +9,10 @@ namespace LmsProxy.Proxy;
 /// here with a clean 400 or 413, instead of failing inside YARP's copy to LM Studio (a 400 with .NET's own words, and
 /// a warning with a stack trace in the log for each one). These bodies are small; the budget holds the rest.
 /// </summary>
-public sealed class BufferedBody(RequestDelegate next, ProxySettings settings, HeldBodyBudget budget)
+public sealed partial class BufferedBody(RequestDelegate next, ProxySettings settings, HeldBodyBudget budget, ILoggerFactory loggerFactory)
 {
+    private readonly ILogger _logger = loggerFactory.CreateLogger("LmsProxy.Requests");
+
     public Task InvokeAsync(HttpContext context)
     {
         var request = context.Request;
@@ -28,6 +30,8 @@ public sealed class BufferedBody(RequestDelegate next, ProxySettings settings, H
         var (buffer, length, error) = await BodyReader.ReadAsync(request, settings.Current, budget, context.RequestAborted);
         if (error is not null)
         {
+            // One line, no stack trace: it is the client's input, and a client sending many must not fill the log.
+            LogRefused(_logger, request.Method, request.Path, error.Status, error.Code);
             await error.WriteAsync(context);
             return;
         }
@@ -43,4 +47,7 @@ public sealed class BufferedBody(RequestDelegate next, ProxySettings settings, H
             budget.Return(buffer!);
         }
     }
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Method} {Path} status={Status} {Code}")]
+    private static partial void LogRefused(ILogger logger, string method, string path, int status, string code);
 }
