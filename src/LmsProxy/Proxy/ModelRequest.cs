@@ -110,6 +110,7 @@ public static class ModelRequestReader
         string? model = null, previous = null;
         Range span = default;
         var stream = false;
+        var decoding = "";
         try
         {
             var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 128 });
@@ -124,6 +125,7 @@ public static class ModelRequestReader
                     reader.Read();
                     if (model is not null) return Problem(ProxyError.BadRequest("invalid_model", "The request body names 'model' more than once."));
                     if (reader.TokenType != JsonTokenType.String) return Problem(ProxyError.BadRequest("invalid_model", $"'model' must be a string, not {Describe(reader.TokenType)}."));
+                    decoding = "model";
                     model = reader.GetString();
                     span = new Range((int)reader.TokenStartIndex, (int)reader.BytesConsumed);
                 }
@@ -135,6 +137,7 @@ public static class ModelRequestReader
                 else if (reader.ValueTextEquals("previous_response_id"u8))
                 {
                     reader.Read();
+                    decoding = "previous_response_id";
                     previous = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
                 }
                 else
@@ -154,8 +157,8 @@ public static class ModelRequestReader
         }
         catch (InvalidOperationException ex) when (ex.InnerException is DecoderFallbackException)
         {
-            // The reader checks UTF-8 only when a string is decoded (model, previous_response_id).
-            return Problem(ProxyError.BadRequest(model is null ? "invalid_model" : "invalid_json", "The request body has a string that is not valid UTF-8."));
+            // The reader checks UTF-8 only when a string is decoded: the fields the proxy reads.
+            return Problem(ProxyError.BadRequest(decoding == "model" ? "invalid_model" : "invalid_json", $"'{decoding}' is not valid UTF-8."));
         }
         return model is null
             ? Problem(ProxyError.BadRequest("missing_model", "The request body has no 'model' field; name the model to use."))

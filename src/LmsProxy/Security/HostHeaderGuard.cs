@@ -111,7 +111,7 @@ public sealed class HostHeaderGuard(ListenAddresses listening)
         {
             return System.Net.NetworkInformation.IPGlobalProperties.GetIPGlobalProperties().DomainName ?? "";
         }
-        catch (System.Net.NetworkInformation.NetworkInformationException)
+        catch (Exception ex) when (ex is System.Net.NetworkInformation.NetworkInformationException or PlatformNotSupportedException)
         {
             return "";
         }
