@@ -60,6 +60,19 @@ public sealed class MalformedInputTests : IAsyncLifetime
     }
 
     [Theory(Timeout = 20000)]
+    [InlineData("Content-Type: text/plain", 415)]
+    [InlineData("Content-Type: application/json\r\nOrigin: http://evil.example", 403)]
+    public async Task RefusedRequestWithABrokenBody_GetsItsRefusal_AndTheUnreadBodyLogsNothing(string headers, int status)
+    {
+        var answer = await RawHttp.SendAsync(_env.Proxy.Url,
+            $"POST /v1/chat/completions HTTP/1.1\r\nHost: {_env.Proxy.Url.Authority}\r\n{headers}\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n");
+
+        Assert.Equal(status, answer.Status);
+        await Task.Delay(300); // the server drains what the refusal left unread
+        AssertQuietLog();
+    }
+
+    [Theory(Timeout = 20000)]
     [InlineData(new byte[] { 0xC3, 0x28 })] // a lead byte without its continuation
     [InlineData(new byte[] { 0xFF })]
     [InlineData(new byte[] { 0xED, 0xA0, 0x80 })] // an encoded surrogate
