@@ -49,6 +49,24 @@ public sealed class LmsProxyOptions
     /// <summary>Largest request body accepted, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 32 * 1024 * 1024;
 
+    /// <summary>
+    /// Most bytes of request bodies held at once, across all models (an inference body is read whole before it is held
+    /// or forwarded); a request past it gets a 503 with Retry-After.
+    /// </summary>
+    public long MaxHeldBodyBytes { get; set; } = 256 * 1024 * 1024;
+
+    /// <summary>
+    /// Origins (scheme://host:port) of web pages allowed to send requests that act: inference, loads, operator
+    /// actions, WebSocket upgrades. "*": any. Pages served by the proxy itself, and clients that send no Origin, need none.
+    /// </summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
+    /// <summary>
+    /// Host names the proxy answers to besides IP addresses, loopback names, the machine's name and the names it listens
+    /// on (and, when it listens beyond loopback, names public DNS cannot give). "*.example.lan": subdomains; "*": any.
+    /// </summary>
+    public List<string> AllowedHosts { get; set; } = [];
+
     /// <summary>Models loaded in the background at start-up and kept loaded; they are pinned (never unloaded by the proxy).</summary>
     public List<string> Preload { get; set; } = [];
 

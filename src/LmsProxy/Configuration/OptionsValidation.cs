@@ -52,6 +52,19 @@ public static class OptionsValidation
         if (o.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.MaxHeldPerModel}).");
         if (o.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.MaxRequestBodyBytes}).");
 
+        if (o.MaxHeldBodyBytes < o.MaxRequestBodyBytes)
+        {
+            errors.Add($"LmsProxy:MaxHeldBodyBytes must be at least LmsProxy:MaxRequestBodyBytes ({o.MaxRequestBodyBytes}), or the largest body could never be held (got {o.MaxHeldBodyBytes}).");
+        }
+        foreach (var origin in o.AllowedOrigins)
+        {
+            if (Security.CrossSiteGuard.NormalizeOrigin(origin) is null) errors.Add($"LmsProxy:AllowedOrigins entry '{origin}' must be an origin such as http://192.168.1.30:3000 (scheme, host and port, no path), or *.");
+        }
+        foreach (var host in o.AllowedHosts)
+        {
+            if (!Security.HostHeaderGuard.IsValidPattern(host)) errors.Add($"LmsProxy:AllowedHosts entry '{host}' must be a host name without scheme or port (gpu-box.example.com), *.example.com, or *.");
+        }
+
         if (o.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
         foreach (var model in o.Preload)
         {

@@ -21,6 +21,7 @@ internal static partial class StartupBanner
             else LogLoader(logger, host.Name, host.Loader.Name, host.Loader.Reason);
         }
         if (options.Preload.Count > 0) LogPreload(logger, string.Join(", ", options.Preload));
+        if (app.Services.GetRequiredService<Security.ListenAddresses>().ExposureWarning(options) is { } exposed) LogExposed(logger, exposed);
     }
 
     [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "LmsProxy ready: point OpenAI clients at {BaseUrl}")]
@@ -37,4 +38,7 @@ internal static partial class StartupBanner
 
     [LoggerMessage(EventId = 44, Level = LogLevel.Information, Message = "Preloading and keeping loaded (pinned): {Models}")]
     private static partial void LogPreload(ILogger logger, string models);
+
+    [LoggerMessage(EventId = 45, Level = LogLevel.Warning, Message = "{Warning}")]
+    private static partial void LogExposed(ILogger logger, string warning);
 }

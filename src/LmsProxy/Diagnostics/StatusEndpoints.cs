@@ -17,13 +17,18 @@ public static class StatusEndpoints
 
     public static void MapStatusEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/status", async (Scheduler scheduler, CancellationToken cancellationToken) =>
+        app.MapGet("/status", async (Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, CancellationToken cancellationToken) =>
         {
             var first = scheduler.Hosts.FirstOrDefault();
             var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail));
+            string[] warnings = listening.ExposureWarning(settings.Current) is { } exposed ? [exposed] : [];
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail) with { Warnings = warnings });
         });
-        app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
+        app.MapGet("/", (HttpResponse response) =>
+        {
+            Security.StatusPageHeaders.Apply(response);
+            return Results.Content(StatusPage.Html, "text/html; charset=utf-8");
+        });
         app.MapPost("/models/{**rest}", async (string rest, HttpContext context, Scheduler scheduler) =>
         {
             if (!context.Request.Headers.ContainsKey(ActionHeader))
@@ -70,6 +75,9 @@ public sealed record StatusReport(
     IReadOnlyDictionary<string, int> Unloads,
     int Swaps)
 {
+    /// <summary>What the operator should fix (listening beyond loopback without API keys).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail)
     {
         var first = snapshot.Hosts.FirstOrDefault();

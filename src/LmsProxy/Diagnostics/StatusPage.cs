@@ -76,6 +76,7 @@ internal static class StatusPage
 <h1>LmsProxy <span id="version" class="muted"></span></h1>
 <div id="upstream">Loading status…</div>
 <div id="loader" class="muted"></div>
+<div id="warnings" class="bad"></div>
 <div id="hosts" class="hosts"></div>
 <div class="legend">Memory bar: <span class="swatch idle"></span>idle <span class="swatch busy"></span>busy <span class="swatch loading"></span>loading
   <span class="swatch draining"></span>draining <span class="swatch unloading"></span>unloading; a dark underline marks a pinned model.</div>
@@ -265,6 +266,7 @@ async function refresh() {
     $("upstream").replaceChildren(text("span", "LM Studio " + s.upstream.url + ": "), text("span", s.upstream.reachable ? "answers" : "not reachable", s.upstream.reachable ? "ok" : "bad"), text("span", s.upstream.reachable ? "" : " (" + s.upstream.detail + ")"));
     // With hosts, each card names its loader; the page-wide line is for a proxy without any.
     $("loader").textContent = s.hosts.length ? "" : "Loader: " + s.loader.name + " — " + s.loader.reason;
+    $("warnings").replaceChildren(...(s.warnings ?? []).map(w => text("div", w)));
     $("hosts").replaceChildren(...s.hosts.map(hostCard));
     renderModels(s);
     renderEvents(s);

@@ -50,6 +50,8 @@ internal static class CommandLineHelp
               LmsProxy:Preload:<n>                 models loaded at start-up and kept loaded
               LmsProxy:Aliases:<name>              a name clients send, mapped to an LM Studio model key
               LmsProxy:ApiKeys:<n>                 keys clients must send (8+ characters); none: no key needed
+              LmsProxy:AllowedHosts:<n>            more names clients reach the proxy by (gpu.example.com)
+              LmsProxy:AllowedOrigins:<n>          web pages that may call the proxy (http://192.168.1.30:3000)
               LmsProxy:StreamKeepAlive             what a held stream gets meanwhile: off, comment or chunk [{{Lower(d.StreamKeepAlive)}}]
             Durations are hh:mm:ss. The settings file lists every setting with its default.
 

@@ -39,6 +39,9 @@ public static class LmsProxyHost
         services.AddSingleton<Scheduler>();
         services.AddSingleton<ConversationAffinity>();
         services.AddSingleton<UpstreamInvoker>();
+        services.AddSingleton<HeldBodyBudget>();
+        services.AddSingleton<ListenAddresses>();
+        services.AddSingleton<HostHeaderGuard>();
         services.AddSingleton<ProxyHandler>();
         services.AddHostedService<HostRefresher>();
         services.AddSingleton<PrometheusMetrics>();
@@ -70,7 +73,10 @@ public static class LmsProxyHost
     public static void MapLmsProxy(this WebApplication app)
     {
         // No UseWebSockets: YARP forwards WebSocket upgrades itself (HTTP upgrade), and the middleware would cost every request.
+        // Host, cross-site and content-type checks first: a rebinding or foreign page learns nothing, not even about keys.
+        app.UseMiddleware<RequestGuard>();
         app.UseMiddleware<ApiKeyMiddleware>();
+        app.UseMiddleware<BufferedBody>();
         app.MapHealthEndpoints();
         app.MapStatusEndpoints();
         app.MapMetricsEndpoint();

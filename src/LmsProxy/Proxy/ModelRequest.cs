@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using LmsProxy.Configuration;
@@ -7,15 +6,17 @@ using LmsProxy.Models;
 namespace LmsProxy.Proxy;
 
 /// <summary>
-/// An inference request, read whole so it can be re-sent: its body (in a pooled buffer, returned on dispose) and what
-/// the proxy needs from it: the model, whether it streams, and the conversation it continues.
+/// An inference request, read whole so it can be re-sent: its body (in a buffer charged to the held-body budget, given
+/// back on dispose) and what the proxy needs from it: the model, whether it streams, and the conversation it continues.
 /// </summary>
 public sealed class ModelRequest : IDisposable
 {
+    private readonly HeldBodyBudget _budget;
     private byte[]? _buffer;
 
-    internal ModelRequest(byte[] buffer, int length, string model, string requestedModel, bool stream, string? previousResponseId)
+    internal ModelRequest(HeldBodyBudget budget, byte[] buffer, int length, string model, string requestedModel, bool stream, string? previousResponseId)
     {
+        _budget = budget;
         _buffer = buffer;
         Length = length;
         Model = model;
@@ -44,7 +45,7 @@ public sealed class ModelRequest : IDisposable
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _buffer, null) is { } buffer) ArrayPool<byte>.Shared.Return(buffer);
+        if (Interlocked.Exchange(ref _buffer, null) is { } buffer) _budget.Return(buffer);
     }
 }
 
@@ -57,60 +58,30 @@ public sealed class WholeBody(byte[] buffer, int length) : MemoryStream(buffer, 
 public static class ModelRequestReader
 {
     /// <summary>Reads and checks the body; exactly one of the results is non-null.</summary>
-    public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, CancellationToken cancellationToken)
+    public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, HeldBodyBudget budget, CancellationToken cancellationToken)
     {
-        var limit = options.MaxRequestBodyBytes;
-        if (request.ContentLength > limit) return (null, TooLarge(limit));
+        var (buffer, length, error) = await BodyReader.ReadAsync(request, options, budget, cancellationToken);
+        if (error is not null) return (null, error);
 
-        var buffer = ArrayPool<byte>.Shared.Rent(request.ContentLength is > 0 and < 1024 * 1024 ? (int)request.ContentLength.Value : 16 * 1024);
-        var length = 0;
-        try
+        var found = Inspect(buffer.AsSpan(0, length));
+        if (found.Problem is not null) return Reject(budget, buffer!, found.Problem);
+        if (ModelName.Problem(found.Model) is { } nameProblem) return Reject(budget, buffer!, ProxyError.BadRequest("invalid_model", "Invalid 'model': " + nameProblem));
+
+        var model = found.Model!;
+        var target = options.ResolveAlias(model);
+        if (target != model)
         {
-            while (true)
-            {
-                if (length == buffer.Length)
-                {
-                    if (request.ContentLength == length) break;
-                    buffer = Grow(buffer, length);
-                }
-                var read = await request.Body.ReadAsync(buffer.AsMemory(length), cancellationToken);
-                if (read == 0) break;
-                length += read;
-                if (length > limit) return Reject(buffer, TooLarge(limit));
-            }
-
-            var found = Inspect(buffer.AsSpan(0, length));
-            if (found.Problem is not null) return Reject(buffer, found.Problem);
-            if (ModelName.Problem(found.Model) is { } nameProblem) return Reject(buffer, ProxyError.BadRequest("invalid_model", "Invalid 'model': " + nameProblem));
-
-            var model = found.Model!;
-            var target = options.ResolveAlias(model);
-            if (target != model) (buffer, length) = Replace(buffer, length, found.ModelSpan, target);
-            return (new ModelRequest(buffer, length, target, model, found.Stream, found.PreviousResponseId), null);
+            if (Replace(budget, buffer!, length, found.ModelSpan, target, options) is not { } replaced) return Reject(budget, buffer!, BodyReader.HeldBodiesFull(options));
+            (buffer, length) = replaced;
         }
-        catch
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-            throw;
-        }
+        return (new ModelRequest(budget, buffer!, length, target, model, found.Stream, found.PreviousResponseId), null);
     }
 
-    private static (ModelRequest?, ProxyError?) Reject(byte[] buffer, ProxyError error)
+    private static (ModelRequest?, ProxyError?) Reject(HeldBodyBudget budget, byte[] buffer, ProxyError error)
     {
-        ArrayPool<byte>.Shared.Return(buffer);
+        budget.Return(buffer);
         return (null, error);
     }
-
-    private static byte[] Grow(byte[] buffer, int length)
-    {
-        var bigger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
-        buffer.AsSpan(0, length).CopyTo(bigger);
-        ArrayPool<byte>.Shared.Return(buffer);
-        return bigger;
-    }
-
-    private static ProxyError TooLarge(long limit) =>
-        new(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"The request body is larger than {limit} bytes (LmsProxy:MaxRequestBodyBytes).");
 
     private readonly record struct Inspection(string? Model, Range ModelSpan, bool Stream, string? PreviousResponseId, ProxyError? Problem);
 
@@ -124,6 +95,7 @@ public static class ModelRequestReader
         string? model = null, previous = null;
         Range span = default;
         var stream = false;
+        var decoding = "";
         try
         {
             var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 128 });
@@ -138,6 +110,7 @@ public static class ModelRequestReader
                     reader.Read();
                     if (model is not null) return Problem(ProxyError.BadRequest("invalid_model", "The request body names 'model' more than once."));
                     if (reader.TokenType != JsonTokenType.String) return Problem(ProxyError.BadRequest("invalid_model", $"'model' must be a string, not {Describe(reader.TokenType)}."));
+                    decoding = "model";
                     model = reader.GetString();
                     span = new Range((int)reader.TokenStartIndex, (int)reader.BytesConsumed);
                 }
@@ -149,6 +122,7 @@ public static class ModelRequestReader
                 else if (reader.ValueTextEquals("previous_response_id"u8))
                 {
                     reader.Read();
+                    decoding = "previous_response_id";
                     previous = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
                 }
                 else
@@ -165,6 +139,11 @@ public static class ModelRequestReader
         catch (JsonException ex)
         {
             return Problem(ProxyError.BadRequest("invalid_json", "The request body is not valid JSON: " + ex.Message));
+        }
+        catch (InvalidOperationException ex) when (ex.InnerException is DecoderFallbackException)
+        {
+            // The reader checks UTF-8 only when a string is decoded: the fields the proxy reads.
+            return Problem(ProxyError.BadRequest(decoding == "model" ? "invalid_model" : "invalid_json", $"'{decoding}' is not valid UTF-8."));
         }
         return model is null
             ? Problem(ProxyError.BadRequest("missing_model", "The request body has no 'model' field; name the model to use."))
@@ -183,16 +162,16 @@ public static class ModelRequestReader
         _ => token.ToString(),
     };
 
-    private static (byte[], int) Replace(byte[] body, int length, Range span, string model)
+    private static (byte[], int)? Replace(HeldBodyBudget budget, byte[] body, int length, Range span, string model, LmsProxyOptions options)
     {
         var (start, oldLength) = span.GetOffsetAndLength(length);
         var replacement = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(model));
         var newLength = length - oldLength + replacement.Length;
-        var result = ArrayPool<byte>.Shared.Rent(newLength);
+        if (budget.TryRent(newLength, options.MaxHeldBodyBytes) is not { } result) return null;
         body.AsSpan(0, start).CopyTo(result);
         replacement.CopyTo(result.AsSpan(start));
         body.AsSpan(start + oldLength, length - start - oldLength).CopyTo(result.AsSpan(start + replacement.Length));
-        ArrayPool<byte>.Shared.Return(body);
+        budget.Return(body);
         return (result, newLength);
     }
 }

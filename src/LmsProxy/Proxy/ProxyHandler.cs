@@ -36,13 +36,15 @@ public sealed partial class ProxyHandler
     private readonly ProxyMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly HeldBodyBudget _heldBodies;
     private readonly ResiliencePipeline<Attempt> _resend;
     private readonly ConditionalWeakTable<LmStudioHost, HostTransformers> _transformers = [];
     private (LmsProxyOptions Options, ForwarderRequestConfig Config) _requestConfig;
 
     public ProxyHandler(IHttpForwarder forwarder, UpstreamInvoker invoker, ProxySettings settings, Scheduler scheduler, HostCluster cluster,
-        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory)
+        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory, HeldBodyBudget heldBodies)
     {
+        _heldBodies = heldBodies;
         _time = time;
         _forwarder = forwarder;
         _invoker = invoker.Invoker;
@@ -112,7 +114,7 @@ public sealed partial class ProxyHandler
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
     {
         var started = _time.GetTimestamp();
-        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, context.RequestAborted);
+        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, _heldBodies, context.RequestAborted);
         if (problem is not null)
         {
             await problem.WriteAsync(context);

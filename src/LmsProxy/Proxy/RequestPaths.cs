@@ -40,6 +40,9 @@ public static class RequestPaths
         "/v1/models", "/api/v0/models", "/api/v1/models", "/api/v1/models/download", "/lmstudio-greeting",
     };
 
+    /// <summary>A POST to an inference path: its body names the model, and it is held for a load.</summary>
+    public static bool IsInference(HttpRequest request) => HttpMethods.IsPost(request.Method) && InferencePaths.Contains(request.Path.Value!.TrimEnd('/'));
+
     public static RequestKind Classify(HttpRequest request)
     {
         var path = request.Path.Value!.TrimEnd('/');

@@ -10,6 +10,9 @@ public sealed class StartupValidationTests
     [InlineData("--LmsProxy:HoldTimeout=-00:00:05", "LmsProxy:HoldTimeout")]
     [InlineData("--LmsProxy:Loader=magic", "magic")]
     [InlineData("--LmsProxy:Models:qwen:Gpu=lots", "Gpu")]
+    [InlineData("--LmsProxy:MaxHeldBodyBytes=1048576", "LmsProxy:MaxHeldBodyBytes")]
+    [InlineData("--LmsProxy:AllowedOrigins:0=http://tools.example:3000/app", "LmsProxy:AllowedOrigins")]
+    [InlineData("--LmsProxy:AllowedHosts:0=http://gpu.example.com", "LmsProxy:AllowedHosts")]
     public async Task InvalidSetting_StopsWithOneLineNamingIt(string argument, string named)
     {
         var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "LmsProxy.dll"), argument, "--urls=http://127.0.0.1:0"])

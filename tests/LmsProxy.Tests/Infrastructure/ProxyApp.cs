@@ -26,11 +26,14 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
             ["LmsProxy:Loader"] = "rest",
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) _settings[key] = value;
-        // A random loopback port, chosen through the ordinary "urls" setting (UseKestrel(port) races with start-up).
-        _settings["urls"] = "http://127.0.0.1:0";
+        // A random loopback port unless the test names its own "urls" (UseKestrel(port) races with start-up).
+        _settings.TryAdd("urls", "http://127.0.0.1:0");
         UseKestrel();
         StartServer();
-        Url = new Uri(Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        // Clients reach a proxy listening on all interfaces through loopback.
+        var listening = new UriBuilder(Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        if (listening.Host is "0.0.0.0" or "[::]") listening.Host = "127.0.0.1";
+        Url = listening.Uri;
     }
 
     public Uri Url { get; }
