@@ -5,7 +5,7 @@ using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
 // dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --held-only | --soak 180
-//     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200]]
+//     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
 // lms uses it). Everything runs on loopback and stops by itself.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -44,6 +44,14 @@ if (args.Length == 3 && args[0] == "--bare-yarp")
 }
 
 if (soak is { } soakSeconds) return await Soak.RunAsync(soakSeconds, (port, upstream) => StartLmsProxy(port, upstream));
+if (ArgValue("--simulate") is { } seeds)
+{
+    // The placement policy's deterministic simulation (tests run 1,000 seeds; this runs as many as asked).
+    var result = LmsProxy.Simulation.SimulationRun.Seeds(1, seeds);
+    Console.WriteLine($"Simulation: {result.Seeds} seeds, {result.Events:N0} events, {result.InvariantChecks:N0} invariant checks, {result.Elapsed.TotalSeconds:0.0} s, {result.EventsPerSecond:N0} events/s");
+    Console.WriteLine(result.Failure ?? "every invariant held");
+    return result.Failure is null ? 0 : 1;
+}
 if (args.Contains("--held-only"))
 {
     await HeldRequestsAsync();
