@@ -56,5 +56,5 @@ public sealed partial class World
     }
 
     private InvariantViolation Violation(string what) =>
-        new($"seed {_workload.Seed}: {what}\nlast events:\n  " + string.Join("\n  ", _trace.TakeLast(60)));
+        new($"seed {_workload.Seed}: {what}\nlast events:\n  " + FormatTrace());
 }

@@ -18,13 +18,7 @@ public sealed partial class World
         var snapshot = View();
         foreach (var decision in PlacementPolicy.Decide(snapshot))
         {
-            Trace(decision switch
-            {
-                LoadDecision l => $"decide: load {l.Model} on {l.Host}{(l.Victims.Count > 0 ? " after unloading " + string.Join(", ", l.Victims) : "")}{(l.GroupId is null ? " (spill)" : "")}",
-                GrantDecision g => $"decide: grant {g.GroupId.Replace('\n', '@')} on {string.Join(", ", g.Hosts)}",
-                WaitDecision w => $"decide: {w.GroupId.Replace('\n', '@')} waits: {w.Situation}",
-                _ => "decide: " + decision,
-            });
+            Trace(decision);
             Apply(decision);
         }
     }

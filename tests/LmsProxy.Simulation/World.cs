@@ -26,9 +26,10 @@ public sealed partial class World
     private readonly Dictionary<string, SimModel> _models;
     private readonly Dictionary<string, List<SimRequest>> _groups = [];
     private readonly List<SimRequest> _requests = [];
-    private readonly List<string> _trace = [];
+    private readonly List<(long At, object What)> _trace = [];
     private long _sequence;
     private long _stopArrivals;
+    private long _started;
 
     public World(Workload workload)
     {
@@ -72,6 +73,7 @@ public sealed partial class World
         foreach (var client in _workload.Clients) At(client.Start, new Arrive(client));
         foreach (var fault in _workload.Faults) At(fault.At, new Fault(fault));
         _stopArrivals = Ticks(_workload.Length) + Now;
+        _started = Now;
         while (_events.TryDequeue(out var next, out var key))
         {
             if (key.Item1 > Now) _time.Advance(TimeSpan.FromSeconds((key.Item1 - Now) / (double)_time.TimestampFrequency));
@@ -88,11 +90,24 @@ public sealed partial class World
 
     private void AtTimestamp(long when, Event e) => _events.Enqueue(e, (Math.Max(when, Now), _sequence++));
 
-    private void Trace(string line)
+    /// <summary>Kept raw (a decision record, or a line) and formatted only when a seed fails: the run stays fast.</summary>
+    private void Trace(object what)
     {
-        _trace.Add($"{TimeSpan.FromSeconds(Now / (double)_time.TimestampFrequency):hh\\:mm\\:ss\\.fff} {line}");
+        _trace.Add((Now, what));
         if (_trace.Count > 400) _trace.RemoveRange(0, 100);
     }
+
+    private string FormatTrace() => string.Join("\n  ", _trace.TakeLast(60).Select(t =>
+        $"{TimeSpan.FromSeconds((t.At - _started) / (double)_time.TimestampFrequency):hh\\:mm\\:ss\\.fff} {Describe(t.What)}"));
+
+    private static string Describe(object what) => what switch
+    {
+        LoadDecision l => $"decide: load {l.Model} on {l.Host}{(l.Victims.Count > 0 ? " after unloading " + string.Join(", ", l.Victims) : "")}{(l.GroupId is null ? " (spill)" : "")}",
+        GrantDecision g => $"decide: grant {g.GroupId.Replace('\n', '@')} on {string.Join(", ", g.Hosts)}",
+        WaitDecision w => $"decide: {w.GroupId.Replace('\n', '@')} waits: {w.Situation}",
+        Decision d => "decide: " + d,
+        _ => what.ToString() ?? "",
+    };
 
     private void Handle(Event e)
     {

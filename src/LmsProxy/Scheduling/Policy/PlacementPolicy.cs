@@ -127,6 +127,12 @@ internal static class PlacementPolicy
                     victim.State = InstanceState.Draining;
                     decisions.Add(new DrainDecision(swap.Host.Name, victim.Model));
                 }
+                if (!swap.Host.Busy && swap.Victims.All(v => v.InFlight == 0))
+                {
+                    // Drained already: the swap's load starts now, not at some later pump (a wake-up nobody would send).
+                    StartLoad(swap.Host, group.Id, group.Model, swap.Victims, decisions);
+                    return;
+                }
                 decisions.Add(new WaitDecision(group.Id, $"waiting for {busy} on host '{swap.Host.Name}' to finish, to make room (swap)"));
             }
             else
