@@ -11,6 +11,7 @@ using LmsProxy.Benchmarks;
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // The bare YARP forwarder below gets the socket tuning LmsProxy applies to itself, so the two compare like for like.
 Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+RunInfo.Print();
 var seconds = ArgValue("--seconds") ?? 5;
 var soak = ArgValue("--soak");
 var coldRounds = ArgValue("--rounds") ?? 8;
