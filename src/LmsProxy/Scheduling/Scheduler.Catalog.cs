@@ -106,7 +106,7 @@ public sealed partial class Scheduler
             var catalog = await host.Api.GetCatalogAsync(_stopping.Token);
             lock (_lock)
             {
-                Apply(host, catalog, version);
+                TakeIn(host, catalog, version);
                 Pump();
             }
             return new CatalogRead(catalog, started);
@@ -157,7 +157,7 @@ public sealed partial class Scheduler
         "It cannot be continued elsewhere; retry when that host is back, or start a new conversation.");
 
     /// <summary>Takes in a host's model list: what LM Studio loaded or dropped on its own since the proxy last looked.</summary>
-    private void Apply(LmStudioHost host, ModelCatalog catalog, long versionBeforeRead, bool force = false)
+    private void TakeIn(LmStudioHost host, ModelCatalog catalog, long versionBeforeRead, bool force = false)
     {
         host.Catalog = catalog;
         host.RefreshedAt = _time.GetUtcNow();
@@ -178,7 +178,7 @@ public sealed partial class Scheduler
                 Forwarded = _metrics.RequestCounter(model.Key, host.Name, "forwarded"),
             };
             host.Instances[model.Key] = found;
-            Ready(found, model.Instances);
+            MarkLoaded(found, model.Instances);
             Events.Add(new(_time.GetUtcNow(), "found", host.Name, model.Key, "loaded outside the proxy"));
         }
         foreach (var instance in host.Instances.Values.Where(i => i.State is InstanceState.Ready or InstanceState.Draining).ToList())

@@ -57,8 +57,8 @@ public sealed partial class Scheduler
                 {
                     foreach (var victim in victims) victim.SetState(InstanceState.Ready);
                     instance.LoadedByProxy = false;
-                    Ready(instance, already.Instances);
-                    Apply(host, before, host.Version, force: true);
+                    MarkLoaded(instance, already.Instances);
+                    TakeIn(host, before, host.Version, force: true);
                 }
                 return;
             }
@@ -87,7 +87,7 @@ public sealed partial class Scheduler
                     _vanishedLoads.Remove((host.Name, model.Key));
                     _lastErrors.Remove((host.Name, model.Key));
                     _lastLoadDurations[(host.Name, model.Key)] = elapsed;
-                    Ready(instance, loaded.Instances);
+                    MarkLoaded(instance, loaded.Instances);
                     // Budget with what LM Studio loaded (AutoFit may have chosen a larger context than asked), not with the ask.
                     instance.EstimatedBytes = Estimate(host, loaded);
                     LearnFromSuccess(host);
@@ -108,12 +108,12 @@ public sealed partial class Scheduler
                             $"LM Studio at {host.Url} reported loading '{model.Key}' {vanished} times, but never listed it afterwards."));
                     }
                 }
-                Apply(host, after, host.Version, force: true);
+                TakeIn(host, after, host.Version, force: true);
             }
         }
         catch (ModelLoadException ex) when (ex.Kind != LoadFailureKind.Other && !timeout.IsCancellationRequested)
         {
-            lock (_lock) Refused(host, model, instance, ex, Stopwatch.GetElapsedTime(started));
+            lock (_lock) LearnFromRefusal(host, model, instance, ex, Stopwatch.GetElapsedTime(started));
         }
         catch (ModelLoadException ex)
         {
@@ -239,7 +239,7 @@ public sealed partial class Scheduler
     }
 
     /// <summary>LM Studio refused for lack of memory: learn the host's ceiling (and the model's size, when it said), then plan again.</summary>
-    private void Refused(LmStudioHost host, CatalogModel model, Instance instance, ModelLoadException ex, TimeSpan elapsed)
+    private void LearnFromRefusal(LmStudioHost host, CatalogModel model, Instance instance, ModelLoadException ex, TimeSpan elapsed)
     {
         Forget(instance, null, null);
         _metrics.LoadEnded(model.Key, host.Name, "refused", elapsed);
@@ -273,7 +273,7 @@ public sealed partial class Scheduler
         FailModel(key, host, Admission.Refused(AdmissionStatus.LoadFailed, message));
     }
 
-    private void Ready(Instance instance, IReadOnlyList<LoadedInstance> lmStudioInstances)
+    private void MarkLoaded(Instance instance, IReadOnlyList<LoadedInstance> lmStudioInstances)
     {
         instance.LmStudioInstances = lmStudioInstances;
         instance.LoadedAt = _time.GetUtcNow();
