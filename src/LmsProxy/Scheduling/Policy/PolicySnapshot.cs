@@ -67,19 +67,21 @@ internal static class SwapBound
     public static readonly TimeSpan Floor = TimeSpan.FromSeconds(2);
     public static readonly TimeSpan Ceiling = TimeSpan.FromSeconds(30);
 
-    /// <summary>What a swap's load costs when no load of that model was measured yet.</summary>
+    /// <summary>What a swap's load costs when no load of either model was measured yet.</summary>
     public static readonly TimeSpan UnmeasuredLoad = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// auto: the load time of the waiting model plus the victims' (a swap costs one load now, and one back later), between
-    /// the floor and the ceiling. With 1.5 s loads that is 3 s: each model serves its batch for about two load times, so
+    /// auto: the load time of the waiting model plus the victims' longest (a swap costs one load now, and one back later),
+    /// between the floor and the ceiling. With 1.5 s loads that is 3 s: each model serves its batch for about two load times, so
     /// a swap's cost is spread over many requests, and nobody waits much more than one bound plus two loads. Chosen with
     /// the simulation (see README, "swap bound").
     /// </summary>
     public static TimeSpan For(HostLimits limits, TimeSpan? waitingLoad, IEnumerable<TimeSpan?> victimLoads)
     {
         if (limits.MaxSwapWait is { } fixedBound) return fixedBound;
-        var cost = (waitingLoad ?? UnmeasuredLoad) + victimLoads.Select(l => l ?? UnmeasuredLoad).DefaultIfEmpty(TimeSpan.Zero).Max();
+        // A model never loaded here is taken to load like the one it displaces (same host, same disk), else 5 s.
+        var victim = victimLoads.Max() ?? waitingLoad ?? UnmeasuredLoad;
+        var cost = (waitingLoad ?? victim) + victim;
         return cost < Floor ? Floor : cost > Ceiling ? Ceiling : cost;
     }
 }
