@@ -35,9 +35,11 @@ public sealed partial class World
         var maxLoad = _workload.Models.Max(m => m.LoadTime);
         var maxBound = _workload.Hosts.Max(h => SwapBound.For(new HostLimits(0, TimeSpan.Zero, h.MaxSwapWait, false, 0), maxLoad, [maxLoad]));
         var maxDuration = _workload.Clients.Max(c => c.Duration);
-        // Every other model that waits may be served first, once each: a bound, a drain, unloads and a load apiece.
+        // Every other model that waits may be served first, once each: a bound, a drain, unloads and a load apiece; twice
+        // that leaves room for swaps with several victims and hosts busy with something else, and still catches a
+        // starved group or a lost wake-up (they wait for the 5-minute hold deadline).
         var ahead = request.Ahead + 1;
-        var allowed = (maxBound + maxDuration + maxLoad + UnloadTime * 4) * ahead + TimeSpan.FromSeconds(1);
+        var allowed = 2 * (maxBound + maxDuration + maxLoad + UnloadTime * 4) * ahead + TimeSpan.FromSeconds(1);
         if (waited > allowed) throw Violation($"invariant 5: r{request.Id} ({request.Client.Model}) waited {waited.TotalSeconds:0.0} s, more than {allowed.TotalSeconds:0.0} s");
     }
 

@@ -76,7 +76,8 @@ public sealed partial class World
         _started = Now;
         while (_events.TryDequeue(out var next, out var key))
         {
-            if (key.Item1 > Now) _time.Advance(TimeSpan.FromSeconds((key.Item1 - Now) / (double)_time.TimestampFrequency));
+            // Exactly to the event's timestamp (FakeTimeProvider counts in TimeSpan ticks): a wake-up due at t runs at t.
+            if (key.Item1 > Now) _time.Advance(TimeSpan.FromTicks((key.Item1 - Now) * TimeSpan.TicksPerSecond / _time.TimestampFrequency));
             Events++;
             Handle(next);
             Pump();
@@ -145,6 +146,9 @@ public sealed partial class World
                 break;
             case Fault fault:
                 ApplyFault(fault.What);
+                break;
+            case Wake:
+                _wakes.Remove(Now);
                 break;
         }
     }

@@ -219,12 +219,14 @@ internal static class PlacementPolicy
                 (foreign.Count > 0 ? $"; loaded outside the proxy {string.Join(", ", foreign)} (Capacity:EvictForeign is false)" : "") + ".");
         }
 
-        // Idle first (least recently used first), then busy ones. A model used a moment ago counts as busy: between two
-        // requests of a client that sends back to back it has nothing in flight, and unloading it then would thrash.
+        // Draining ones first (a swap under way keeps its victim: choosing another each round would revive one and drain
+        // the next, and the waiter would wait for both), then idle (least recently used first), then busy ones. A model
+        // used a moment ago counts as busy: between two requests of a client that sends back to back it has nothing in
+        // flight, and unloading it then would thrash.
         bool Busy(WorkingInstance i) => i.InFlight > 0 || (i.State == InstanceState.Ready && snapshot.Since(i.View.LastUsed) < ActiveWindow);
         var evictable = residents
             .Where(i => i.State is InstanceState.Ready or InstanceState.Draining && !Stays(i))
-            .OrderBy(i => Busy(i) ? 1 : 0).ThenBy(i => i.View.LastUsed);
+            .OrderBy(i => i.State == InstanceState.Draining ? 0 : 1).ThenBy(i => Busy(i) ? 1 : 0).ThenBy(i => i.View.LastUsed);
         var victims = new List<WorkingInstance>();
         foreach (var victim in evictable)
         {
