@@ -21,7 +21,9 @@ public static class StatusEndpoints
         {
             var first = scheduler.Hosts.FirstOrDefault();
             var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail));
+            // Which app each host runs (LM Studio or Bionic, F26), as its greeting said.
+            var apps = scheduler.Hosts.ToDictionary(h => h.Name, h => h.Api.App is { } app ? (app.Version is null ? app.Name : $"{app.Name} {app.Version}") : null);
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps));
         });
         app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
         app.MapPost("/models/{**rest}", async (string rest, HttpContext context, Scheduler scheduler) =>
@@ -70,7 +72,7 @@ public sealed record StatusReport(
     IReadOnlyDictionary<string, int> Unloads,
     int Swaps)
 {
-    public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail)
+    public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail, IReadOnlyDictionary<string, string?>? apps = null)
     {
         var first = snapshot.Hosts.FirstOrDefault();
         var hosts = snapshot.Hosts.Select(h => new HostStatus(
@@ -79,7 +81,7 @@ public sealed record StatusReport(
                 h.Instances.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes), h.Instances.Count(i => i.State != InstanceState.Gone),
                 h.Capacity.IdleUnloadAfter, h.Capacity.MaxSwapWait, h.Capacity.EvictForeign),
             [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.LoadStartedAt, i.Ids, i.LastLoadMs))],
-            h.Downloaded)).ToList();
+            h.Downloaded, apps?.GetValueOrDefault(h.Name))).ToList();
         var models = snapshot.Models.Select(m =>
         {
             var instances = snapshot.Hosts.SelectMany(h => h.Instances.Where(i => string.Equals(i.Model, m.Key, StringComparison.OrdinalIgnoreCase)).Select(i => (Host: h.Name, Instance: i))).ToList();
@@ -113,7 +115,7 @@ public sealed record StatusReport(
     public sealed record LoaderStatus(string Name, string? LmsPath, string Reason);
 
     public sealed record HostStatus(string Name, string Url, bool Healthy, LoaderStatus Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
-        CapacityStatus Capacity, IReadOnlyList<InstanceStatus> Instances, IReadOnlyList<string> Downloaded);
+        CapacityStatus Capacity, IReadOnlyList<InstanceStatus> Instances, IReadOnlyList<string> Downloaded, string? App = null);
 
     public sealed record CapacityStatus(int MaxLoadedModels, long MemoryBudgetBytes, long EffectiveBudgetBytes, long LearnedCeilingBytes, long UsedBytes, int LoadedModels,
         TimeSpan IdleUnloadAfter, TimeSpan MaxSwapWait, bool EvictForeign);

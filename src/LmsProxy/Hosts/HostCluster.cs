@@ -98,7 +98,7 @@ public sealed partial class HostCluster
                     continue;
                 }
                 if (existing is not null) existing.Removed = true;
-                var api = new LmStudioApi(_apiClient, wanted.Url!, wanted.ApiKey);
+                var api = new LmStudioApi(_apiClient, wanted.Url!, wanted.ApiKey, wanted.Name);
                 next.Add(new LmStudioHost(wanted, api, LoaderSelector.Choose(wanted, api, _settings), FindDestination));
             }
             foreach (var gone in current.Values) gone.Removed = true;

@@ -62,6 +62,8 @@ public static class ModelRequestReader
     {
         "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
         "/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings", "/api/v1/chat",
+        // F20: they take a loaded decision model's identifier; no streaming.
+        "/v1/decisions", "/v1/systemone",
     };
 
     public static bool CarriesModel(HttpRequest request)
@@ -72,7 +74,9 @@ public static class ModelRequestReader
     }
 
     /// <summary>Reads and checks the body; exactly one of the results is non-null.</summary>
-    public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, CancellationToken cancellationToken)
+    /// <param name="scheduler">When given, a variant name ("key@quant") is resolved against what LM Studio lists (<see cref="VariantRequests"/>).</param>
+    public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, CancellationToken cancellationToken,
+        Scheduling.Scheduler? scheduler = null)
     {
         var limit = options.MaxRequestBodyBytes;
         if (request.ContentLength > limit) return (null, TooLarge(limit));
@@ -100,6 +104,12 @@ public static class ModelRequestReader
 
             var model = found.Model!;
             var target = options.ResolveAlias(model);
+            if (scheduler is not null)
+            {
+                var (resolved, refusal) = VariantRequests.Resolve(target, scheduler);
+                if (refusal is not null) return Reject(buffer, refusal);
+                target = resolved;
+            }
             if (target != model) (buffer, length) = Replace(buffer, length, found.ModelSpan, target);
             return (new ModelRequest(buffer, length, target, model, found.Stream, found.PreviousResponseId), null);
         }

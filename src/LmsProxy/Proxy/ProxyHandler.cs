@@ -24,6 +24,7 @@ public sealed partial class ProxyHandler
         "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
         "/api/v0/models", "/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings",
         "/api/v1/chat", "/api/v1/models", "/api/v1/models/load", "/api/v1/models/unload", "/api/v1/models/download", "/lmstudio-greeting",
+        "/v1/decisions", "/v1/systemone", // issue 17 (F20)
     };
 
     private readonly IHttpForwarder _forwarder;
@@ -99,7 +100,7 @@ public sealed partial class ProxyHandler
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
     {
         var started = _time.GetTimestamp();
-        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, context.RequestAborted);
+        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, context.RequestAborted, _scheduler); // issue 17: variant names (F3)
         if (problem is not null)
         {
             await problem.WriteAsync(context);
@@ -422,9 +423,9 @@ public sealed partial class ProxyHandler
 
     private HostTransformers TransformersFor(LmStudioHost host) =>
         _transformers.GetValue(host, h => new HostTransformers(
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough),
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.Inference),
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.UnknownPath)));
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough, h.Name), // issue 17: h.Name, for auth errors (F16)
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.Inference, h.Name),
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.UnknownPath, h.Name)));
 
     private ForwarderRequestConfig RequestConfig(LmsProxyOptions options)
     {
