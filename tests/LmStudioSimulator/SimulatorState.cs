@@ -173,12 +173,8 @@ public sealed class SimulatorState(SimulatorOptions options)
     {
         var instance = _instances.FirstOrDefault(i => string.Equals(i.Id, name, StringComparison.OrdinalIgnoreCase));
         if (instance is null && Find(name) is { } model) instance = _instances.FirstOrDefault(i => i.Model == model);
-        // "key@quant" addresses an instance of the key only when those are the weights it loaded.
-        var at = name.IndexOf('@');
-        if (instance is null && at > 0 && Find(name[..at]) is { HasVariants: true } multi)
-        {
-            instance = _instances.FirstOrDefault(i => i.Model == multi && string.Equals(i.Variant, name, StringComparison.OrdinalIgnoreCase));
-        }
+        // ASSUMPTION (F3, F15): a variant key ("key@quant") addresses only an instance loaded under that very identifier;
+        // an instance loaded as the base key does not answer to it (Find does not strip the '@').
         return instance;
     }
 

@@ -67,7 +67,8 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
             if (load.ExitCode != 0)
             {
                 // stderr only: stdout holds the spinner's frames (F1).
-                throw ModelLoadException.From($"lms load {model.Key} failed (exit {load.ExitCode}): ", ServerHint(load.StandardError));
+                var prefix = $"lms load {model.Key} failed (exit {load.ExitCode}): ";
+                throw ServerHint(load.StandardError) is { } hint ? new ModelLoadException(prefix + hint) : ModelLoadException.From(prefix, load.StandardError);
             }
             if (api is not null) await LoadVerification.CheckVariantAsync(api, model, model.Key, cancellationToken);
             return model.Key;
@@ -80,7 +81,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
         var unload = await RunAsync(["unload", instanceId], cancellationToken);
         if (unload.ExitCode != 0)
         {
-            throw new ModelLoadException($"lms unload {instanceId} failed (exit {unload.ExitCode}): {Excerpt.Of(ServerHint(unload.StandardError + " " + unload.StandardOutput))}");
+            throw new ModelLoadException($"lms unload {instanceId} failed (exit {unload.ExitCode}): {ServerHint(unload.StandardError) ?? Excerpt.Of(unload.StandardError + " " + unload.StandardOutput)}");
         }
         api?.LoadedVariants.Forget(instanceId);
     }
@@ -113,10 +114,10 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
         _ => $"This lms does not know {flag}: it is left out.",
     };
 
-    /// <summary>lms found no server: most often it runs as another OS user than LM Studio, with another home (F7).</summary>
-    private static string ServerHint(string output)
+    /// <summary>lms found no server: most often it runs as another OS user than LM Studio, with another home (F7). Null otherwise.</summary>
+    private static string? ServerHint(string output)
     {
-        if (!output.Contains("Failed to start or connect to local LM Studio API server", StringComparison.OrdinalIgnoreCase)) return output;
+        if (!output.Contains("Failed to start or connect to local LM Studio API server", StringComparison.OrdinalIgnoreCase)) return null;
         var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
         return $"lms found no LM Studio server to talk to. lms finds the server and its key through the home folder of the OS user it runs as: " +
                $"here user '{Environment.UserName}', home '{home}'. Run LmsProxy as the same OS user as LM Studio (or give it that user's HOME/USERPROFILE), " +
@@ -161,7 +162,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
         var command = "lms " + string.Join(' ', args);
         if (result.ExitCode != 0)
         {
-            throw new ModelLoadException($"{command} failed (exit {result.ExitCode}): {Excerpt.Of(ServerHint(result.StandardError + " " + result.StandardOutput))}");
+            throw new ModelLoadException($"{command} failed (exit {result.ExitCode}): {ServerHint(result.StandardError) ?? Excerpt.Of(result.StandardError + " " + result.StandardOutput)}");
         }
         try
         {

@@ -106,7 +106,7 @@ public static class ModelRequestReader
             var target = options.ResolveAlias(model);
             if (scheduler is not null)
             {
-                var (resolved, refusal) = VariantRequests.Resolve(target, scheduler);
+                var (resolved, refusal) = await VariantRequests.ResolveAsync(target, scheduler, cancellationToken);
                 if (refusal is not null) return Reject(buffer, refusal);
                 target = resolved;
             }

@@ -14,11 +14,21 @@ public static class VariantRequests
 {
     public const string NotSelectedCode = "model_variant_not_selected";
 
-    /// <summary>The model to ask LM Studio for, or an error for the client.</summary>
-    public static (string Target, ProxyError? Error) Resolve(string model, Scheduler scheduler)
+    /// <summary>The model to ask LM Studio for, or an error for the client (decided on a fresh read of the hosts' lists).</summary>
+    public static async ValueTask<(string Target, ProxyError? Error)> ResolveAsync(string model, Scheduler scheduler, CancellationToken cancellationToken)
+    {
+        if (model.IndexOf('@') <= 0) return (model, null);
+        var first = Resolve(model, scheduler);
+        if (first.Error is null && (first.Target != model || scheduler.Catalog.Resolve(model) is { } exact && string.Equals(exact.Key, model, StringComparison.OrdinalIgnoreCase))) return first;
+        // A refusal is rare and final for the client, and a name not listed yet (right after start-up) must not go to
+        // LM Studio as a variant key: decide both on what LM Studio says now, not on the last refresh.
+        await scheduler.RefreshAllAsync(cancellationToken);
+        return Resolve(model, scheduler);
+    }
+
+    private static (string Target, ProxyError? Error) Resolve(string model, Scheduler scheduler)
     {
         var at = model.IndexOf('@');
-        if (at <= 0) return (model, null);
         var known = scheduler.Catalog.Resolve(model);
         // Unknown names are the scheduler's to answer; a key that itself contains '@' (a non-virtual MLX model) is exact.
         if (known is null || string.Equals(known.Key, model, StringComparison.OrdinalIgnoreCase)) return (model, null);
