@@ -78,8 +78,15 @@ public sealed class SimulatorApp : IAsyncDisposable
     }
 
     /// <summary>LM Studio answers unknown routes with 200 and an error string (contract §1.1).</summary>
-    internal static Task UnexpectedEndpoint(HttpContext context) =>
-        Results.Json(new { error = $"Unexpected endpoint or method. ({context.Request.Method} {context.Request.Path}{context.Request.QueryString})" }).ExecuteAsync(context);
+    /// <remarks>With a Content-Length, as Express's res.json sends it.</remarks>
+    internal static Task UnexpectedEndpoint(HttpContext context)
+    {
+        var body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { error = $"Unexpected endpoint or method. ({context.Request.Method} {context.Request.Path}{context.Request.QueryString})" });
+        context.Response.StatusCode = 200;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        context.Response.ContentLength = body.Length;
+        return context.Response.Body.WriteAsync(body).AsTask();
+    }
 
     private static void Map(WebApplication app, SimulatorState state)
     {
