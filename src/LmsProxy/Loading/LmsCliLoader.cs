@@ -19,7 +19,7 @@ namespace LmsProxy.Loading;
 /// of file (a picker then exits instead of waiting), <c>LMS_LANG=en</c> (its words are classified), a hard time limit,
 /// and load's stdout (spinner frames, ANSI codes) is read for its percentage only, never parsed as JSON.
 /// </summary>
-public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings, LmStudioApi? api = null) : IModelLoader
+public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings, LmStudioApi? api = null, ILogger? logger = null) : IModelLoader
 {
     /// <summary>Flags an older lms may not know; each is dropped (once, for good) when lms says so.</summary>
     private static readonly string[] OptionalFlags = ["--local"];
@@ -105,8 +105,13 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
     {
         var unknown = UnknownOption().Match(stderr);
         if (!unknown.Success || !OptionalFlags.Contains(unknown.Groups[1].Value)) return false;
-        return _dropped.TryAdd(unknown.Groups[1].Value, true);
+        if (!_dropped.TryAdd(unknown.Groups[1].Value, true)) return false;
+        if (logger is not null) LogFlagDropped(logger, LmsPath, unknown.Groups[1].Value, DroppedNote(unknown.Groups[1].Value));
+        return true;
     }
+
+    [LoggerMessage(EventId = 60, Level = LogLevel.Warning, Message = "lms at {Path} rejects {Flag}; it is left out from now on. {Note}")]
+    private static partial void LogFlagDropped(ILogger logger, string path, string flag, string note);
 
     private static string DroppedNote(string flag) => flag switch
     {

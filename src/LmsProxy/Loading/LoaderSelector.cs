@@ -18,7 +18,7 @@ public static class LoaderSelector
 {
     public const string InstallHint = "Install it with LM Studio's `lms bootstrap` (after running LM Studio once) or `npx lmstudio install-cli`, or set LmsProxy:Lms:Path.";
 
-    public static LoaderChoice Choose(LmStudioHostOptions host, LmStudioApi api, ProxySettings settings)
+    public static LoaderChoice Choose(LmStudioHostOptions host, LmStudioApi api, ProxySettings settings, ILogger? logger = null)
     {
         var options = settings.Current;
         var rest = new RestModelLoader(api);
@@ -39,7 +39,7 @@ public static class LoaderSelector
         var path = LmsLocator.Find(options.Lms.Path);
         if (path is not null)
         {
-            return new("lms", path, $"lms found at {path}.", new LmsCliLoader(path, url, settings, api));
+            return new("lms", path, $"lms found at {path}.", new LmsCliLoader(path, url, settings, api, logger));
         }
         var where = string.IsNullOrWhiteSpace(options.Lms.Path) ? "on PATH or in LM Studio's home (~/.lmstudio/bin, ~/.cache/lm-studio/bin)" : $"at {options.Lms.Path}";
         if (host.Loader == LoaderKind.Lms)
