@@ -6,7 +6,8 @@ namespace LmStudioSimulator;
 
 /// <summary>
 /// A fake LM Studio on a real socket: OpenAI- and Anthropic-compatible endpoints, /api/v0 and /api/v1 (chat, models,
-/// load, unload), WebSocket namespaces, load state with a memory guardrail, parallel slots, and lms emulation.
+/// load, unload), WebSocket namespaces, load state with a memory guardrail, parallel slots, and lms emulation; and what
+/// newer builds do (addendum): variant keys, auth that answers 200, Bionic, AutoFit, LM Link, the decision endpoints.
 /// </summary>
 public sealed class SimulatorApp : IAsyncDisposable
 {

@@ -1,6 +1,9 @@
 namespace LmStudioSimulator;
 
-/// <summary>How the simulated LM Studio behaves; every knob maps to a behaviour in shared/lmstudio-contract.md.</summary>
+/// <summary>
+/// How the simulated LM Studio behaves; every knob maps to a behaviour in shared/lmstudio-contract.md or its addendum
+/// of 2026-12 (findings F1–F27). Points the addendum rates low confidence are options, off by default.
+/// </summary>
 public sealed class SimulatorOptions
 {
     /// <summary>How long a load (JIT, REST or lms) takes.</summary>

@@ -5,9 +5,10 @@ namespace LmStudioSimulator;
 
 /// <summary>
 /// What one simulated LM Studio host holds: loaded and loading instances, the requests in flight on each, stored
-/// responses, and the counters tests read.
+/// responses, and the counters tests read. (Over 300 lines: one lock guards instances, leases and memory together, so
+/// they stay in one file; the variant selection is in SimulatorState.Variants.cs.)
 /// </summary>
-public sealed class SimulatorState(SimulatorOptions options)
+public sealed partial class SimulatorState(SimulatorOptions options)
 {
     /// <summary>LM Studio's guardrail answers a load that does not fit after a short estimate, not at once.</summary>
     private static readonly TimeSpan RefusalDelay = TimeSpan.FromMilliseconds(50);
@@ -115,33 +116,6 @@ public sealed class SimulatorState(SimulatorOptions options)
     internal void ObserveWebSocket(string? authorization) => LastWebSocketAuthorization = authorization;
     internal void CountWebSocketMessage() => Interlocked.Increment(ref _webSocketMessages);
     internal void CountWebSocketClose() => Interlocked.Increment(ref _webSocketCloses);
-
-    private readonly Dictionary<string, string> _selectedVariants = new(StringComparer.OrdinalIgnoreCase); // guarded by _lock
-
-    /// <summary>The variant a load of the base key gets now; null for a single-file model.</summary>
-    public string? SelectedVariant(SimModel model)
-    {
-        if (!model.HasVariants) return null;
-        lock (_lock) return _selectedVariants.GetValueOrDefault(model.Key) ?? model.Variants![0];
-    }
-
-    /// <summary>Selects a variant, as the user does in LM Studio's UI (or a finished download does for them).</summary>
-    public void SelectVariant(SimModel model, string variant)
-    {
-        if (model.Variants?.Contains(variant, StringComparer.OrdinalIgnoreCase) != true) throw new ArgumentException($"{variant} is not a variant of {model.Key}");
-        lock (_lock) _selectedVariants[model.Key] = variant;
-    }
-
-    private void FlipVariant(SimModel model)
-    {
-        if (!Options.FlipSelectedVariantOnLoad || !model.HasVariants) return;
-        var current = SelectedVariant(model)!;
-        var next = model.Variants![(model.Variants.ToList().IndexOf(current) + 1) % model.Variants.Count];
-        lock (_lock) _selectedVariants[model.Key] = next;
-    }
-
-    /// <summary>The quantization name of a variant key ("google/gemma-4-31b@8bit" → "8bit"), else the simulator's Q4_K_M.</summary>
-    public static string QuantizationOf(string? variant) => variant?.IndexOf('@') is > 0 and var at ? variant[(at + 1)..] : "Q4_K_M";
 
     public SimModel? Find(string name) =>
         Options.Models.FirstOrDefault(m => string.Equals(m.Key, name, StringComparison.OrdinalIgnoreCase))
