@@ -30,7 +30,15 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, st
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(CatalogTimeout);
+        var catalog = await ReadCatalogAsync(cts.Token);
+        // Which app it is, once, after it answered (a host that is down costs no second attempt).
         if (App is null) await ReadGreetingAsync(cts.Token);
+        return catalog;
+    }
+
+    private async Task<ModelCatalog> ReadCatalogAsync(CancellationToken cancellationToken)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using (var doc = await GetJsonAsync("/api/v1/models", cts.Token))
         {
             if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("models", out var models) && models.ValueKind == JsonValueKind.Array)

@@ -80,7 +80,8 @@ public sealed class UpstreamTransformer(ProxySettings settings, string? hostToke
 
         // Error bodies are small: read the head of it to classify, then either act on it or pass it on whole.
         var stream = await proxyResponse.Content.ReadAsStreamAsync(cancellationToken);
-        var head = new byte[MaxErrorBodyBytes];
+        // Sized by Content-Length when known: a short answer inspected for "Unexpected endpoint" costs its own size only.
+        var head = new byte[proxyResponse.Content.Headers.ContentLength is { } declared and >= 0 and < MaxErrorBodyBytes ? (int)declared : MaxErrorBodyBytes];
         var length = 0;
         int read;
         while (length < head.Length && (read = await stream.ReadAsync(head.AsMemory(length), cancellationToken)) > 0) length += read;
