@@ -38,17 +38,16 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, st
 
     private async Task<ModelCatalog> ReadCatalogAsync(CancellationToken cancellationToken)
     {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using (var doc = await GetJsonAsync("/api/v1/models", cts.Token))
+        using (var doc = await GetJsonAsync("/api/v1/models", cancellationToken))
         {
             if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("models", out var models) && models.ValueKind == JsonValueKind.Array)
             {
                 var v1 = new ModelCatalog([.. models.EnumerateArray().Select(ParseV1Model).OfType<CatalogModel>()]);
                 // F15: an instance under a variant key can be missing from this list; v0's state still shows it.
-                return v1.Models.Any(m => m.HasVariants && !m.IsLoaded) ? await CrossCheckV0Async(v1, cts.Token) : v1;
+                return v1.Models.Any(m => m.HasVariants && !m.IsLoaded) ? await CrossCheckV0Async(v1, cancellationToken) : v1;
             }
         }
-        using (var doc = await GetJsonAsync("/api/v0/models", cts.Token))
+        using (var doc = await GetJsonAsync("/api/v0/models", cancellationToken))
         {
             if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("data", out var data) && data.ValueKind == JsonValueKind.Array)
             {

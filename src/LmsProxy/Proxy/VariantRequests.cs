@@ -50,7 +50,7 @@ public static class VariantRequests
         var served = new List<(string Host, string? Variant, bool Loaded)>();
         foreach (var host in scheduler.Hosts)
         {
-            if (host.Removed || host.Catalog.Resolve(known.Key) is not { } there) continue;
+            if (host.Removed || !host.Allows(known.Key) || host.Catalog.Resolve(known.Key) is not { } there) continue;
             // Weights already loaded are what an instance serves, whatever is selected now (recorded right after the load).
             var loaded = there.Instances.Select(i => host.Api.LoadedVariants.VariantOf(i.Id)).FirstOrDefault(v => v is not null);
             served.Add((host.Name, loaded ?? there.SelectedVariant, loaded is not null));
