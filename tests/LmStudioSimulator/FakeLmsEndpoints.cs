@@ -4,39 +4,92 @@ using System.Text.Json;
 namespace LmStudioSimulator;
 
 /// <summary>
-/// What the real lms would print and exit with, for the fake-lms/lms script (contract §3.3–3.4): JSON on stdout,
-/// prose on stderr, fuzzy `load` matching, `--exact` by path, a duplicate ":2" instance when loading a loaded key,
-/// an interactive prompt (a hang) when several models match without -y, the memory guardrail's refusal (exit 1),
-/// and unload by exact identifier, which cuts off the requests in flight like any unload.
+/// What the real lms would print and exit with, for the fake-lms/lms script (contract §3.3–3.4, addendum F1–F4, F10,
+/// F11): JSON on stdout, prose on stderr, but the load spinner's ANSI frames on stdout too; fuzzy `load` matching,
+/// `--exact` by path, variant keys refused, a duplicate ":2" instance when loading a loaded key, the interactive picker
+/// (it reads stdin: a hang while stdin stays open, exit 1 at end of file) without -y, loads on LM Link's preferred
+/// device without --local, Simplified Chinese on a zh locale unless LMS_LANG=en, an older lms's "unknown option",
+/// the memory guardrail's refusal (exit 1), and unload by exact identifier.
 /// </summary>
+/// <remarks>
+/// The answer streams as lines the script acts on as they come: "O base64" (stdout), "E base64" (stderr), "P" (the
+/// picker reads stdin), "H" (hang), "X code" (exit). So the spinner reaches the caller while the load runs.
+/// </remarks>
 internal static class FakeLmsEndpoints
 {
+    private static readonly string[] Frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
     public static void Map(WebApplication app, SimulatorState state)
     {
         app.MapPost("/_sim/lms", async (HttpContext context) =>
         {
             var form = await context.Request.ReadFormAsync();
             var args = form["a"].Select(a => a ?? "").ToList();
-            var (exit, stdout, stderr) = args.FirstOrDefault() switch
+            var zh = IsChinese(form["LMS_LANG"], form["LC_ALL"], form["LC_MESSAGES"], form["LANG"]);
+            var lms = new LmsOutput(context.Response, zh);
+            context.Response.ContentType = "text/plain";
+            if (args.FirstOrDefault(a => state.Options.LmsUnknownFlags.Contains(a)) is { } unknown)
             {
-                "ps" => ("0", Ps(state), ""),
-                "ls" => ("0", Ls(state), ""),
-                "load" => await Load(state, args.Skip(1).ToList()),
-                "unload" => Unload(state, args.Skip(1).ToList()),
-                _ => ("1", "", $"error: unknown command '{args.FirstOrDefault()}'"),
-            };
-            context.Response.Headers["X-Exit-Code"] = exit;
-            context.Response.Headers["X-Stderr"] = Convert.ToBase64String(Encoding.UTF8.GetBytes(stderr));
-            await context.Response.WriteAsync(stdout);
+                await lms.Fail(zh ? $"错误：未知选项 '{unknown}'" : $"error: unknown option '{unknown}'");
+                return;
+            }
+            switch (args.FirstOrDefault())
+            {
+                case "ps": await lms.Out(Ps(state)); await lms.Exit(0); break;
+                case "ls": await lms.Out(Ls(state)); await lms.Exit(0); break;
+                case "load": await Load(state, lms, args.Skip(1).ToList(), context.RequestAborted); break;
+                case "unload": await Unload(state, lms, args.Skip(1).ToList()); break;
+                default: await lms.Fail($"error: unknown command '{args.FirstOrDefault()}'"); break;
+            }
         });
     }
 
+    /// <summary>F11: LMS_LANG, then LC_ALL/LC_MESSAGES/LANG, skipping a neutral C/POSIX locale.</summary>
+    private static bool IsChinese(params string?[] settings)
+    {
+        foreach (var value in settings)
+        {
+            if (string.IsNullOrWhiteSpace(value) || value is "C" or "POSIX" || value.StartsWith("C.", StringComparison.Ordinal)) continue;
+            return value.StartsWith("zh", StringComparison.OrdinalIgnoreCase);
+        }
+        return false;
+    }
+
+    private sealed class LmsOutput(HttpResponse response, bool zh)
+    {
+        public bool Zh { get; } = zh;
+
+        public Task Out(string text) => Line("O " + Convert.ToBase64String(Encoding.UTF8.GetBytes(text)));
+
+        public Task Err(string text) => Line("E " + Convert.ToBase64String(Encoding.UTF8.GetBytes(text.EndsWith('\n') ? text : text + "\n")));
+
+        public Task Picker() => Line("P");
+
+        public Task Hang() => Line("H");
+
+        public Task Exit(int code) => Line("X " + code);
+
+        public async Task Fail(string message)
+        {
+            await Err(message);
+            await Exit(1);
+        }
+
+        private async Task Line(string line)
+        {
+            await response.WriteAsync(line + "\n");
+            await response.Body.FlushAsync();
+        }
+    }
+
     // sizeBytes is the file size, not the memory footprint (capacity-signals §1.6); status and queued come from the
-    // requests on the instance, queued including the ones being answered.
+    // requests on the instance, queued including the ones being answered. Linked devices' instances are listed (F10).
     private static string Ps(SimulatorState state) => JsonSerializer.Serialize(state.Instances().Select(i => new
     {
-        type = i.Model.Type, modelKey = i.Model.Key, identifier = i.Id, path = i.Model.Path, format = "gguf", displayName = i.Model.Key,
-        publisher = i.Model.Publisher, sizeBytes = i.Model.SizeBytes, contextLength = i.ContextLength, maxContextLength = 32768,
+        type = i.Model.Type, modelKey = i.Variant is not null && i.Id.Contains('@') ? i.Id.Split(':')[0] : i.Model.Key, identifier = i.Id, path = i.Model.Path,
+        format = "gguf", displayName = i.Model.Key, publisher = i.Model.Publisher, sizeBytes = i.Model.SizeBytes, deviceIdentifier = i.DeviceIdentifier,
+        quantization = new { name = SimulatorState.QuantizationOf(i.Variant), bits = 4 }, variants = i.Model.HasVariants ? i.Model.Variants : null,
+        selectedVariant = i.Variant, contextLength = i.ContextLength, maxContextLength = 32768,
         ttlMs = (int?)null, lastUsedTime = (long?)null, status = Status(i), queued = i.Queued, parallel = i.Model.Type == "llm" ? i.Parallel : (int?)null,
     })) + "\n";
 
@@ -46,48 +99,92 @@ internal static class FakeLmsEndpoints
     private static string Ls(SimulatorState state) => JsonSerializer.Serialize(state.Options.Models.Select(m => new
     {
         type = m.Type, modelKey = m.Key, path = m.Path, format = "gguf", displayName = m.Key, publisher = m.Publisher, sizeBytes = m.SizeBytes, maxContextLength = 32768,
+        deviceIdentifier = (string?)null, variants = m.HasVariants ? m.Variants : null, selectedVariant = state.SelectedVariant(m),
     })) + "\n";
 
-    private static async Task<(string Exit, string Stdout, string Stderr)> Load(SimulatorState state, List<string> args)
+    private static async Task Load(SimulatorState state, LmsOutput lms, List<string> args, CancellationToken aborted)
     {
         string? target = null, identifier = null;
-        int? contextLength = null;
-        bool yes = false, exact = false, estimateOnly = false;
+        int? contextLength = null, parallel = null;
+        bool yes = false, exact = false, estimateOnly = false, local = false;
         for (var i = 0; i < args.Count; i++)
         {
             switch (args[i])
             {
                 case "-y" or "--yes": yes = true; break;
                 case "--exact": exact = true; break;
+                case "--local": local = true; break;
                 case "--estimate-only": estimateOnly = true; break;
                 case "--identifier": identifier = args[++i]; break;
                 case "-c" or "--context-length": contextLength = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
-                case "--gpu" or "--ttl" or "--parallel" or "--host" or "--port": i++; break;
-                case var flag when flag.StartsWith('-'): return ("1", "", $"error: unknown option '{flag}'");
+                case "--parallel": parallel = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+                case "--gpu" or "--ttl" or "--host" or "--port": i++; break;
+                case var flag when flag.StartsWith('-'):
+                    await lms.Fail(lms.Zh ? $"错误：未知选项 '{flag}'" : $"error: unknown option '{flag}'");
+                    return;
                 default: target = args[i]; break;
             }
         }
-        if (target is null) return ("1", "", "error: no model given (the interactive picker needs a terminal)");
+        // Without -y, load prints an empty line to stdout first (F1, load.ts L449).
+        if (!yes) await lms.Out("\n");
+        if (target is null)
+        {
+            await lms.Picker();
+            return;
+        }
 
+        // Fuzzy matching runs over base keys, so "key@quant" matches nothing (F3).
         List<SimModel> matches = exact
             ? [.. state.Options.Models.Where(m => m.Path == target)]
             // Fuzzy: every model whose key contains the query; the longer key sorts first, as the fuzzy score ties do.
             : [.. state.Options.Models.Where(m => m.Key.Contains(target, StringComparison.OrdinalIgnoreCase)).OrderByDescending(m => m.Key.Length)];
-        if (matches.Count == 0) return ("1", "", exact ? "Model not found" : $"Model not found\nNo model found that matches model key \"{target}\"");
-        if (matches.Count > 1 && !yes) return ("hang", "", "? Select a model to load (Use arrow keys)");
+        if (!yes && (matches.Count == 0 || matches.Count > 1))
+        {
+            // F2: no match or several opens the picker instead of failing.
+            if (matches.Count == 0) await lms.Out(lms.Zh ? $"! 找不到与 \"{target}\" 匹配的模型\n" : $"! Cannot find a model matching \"{target}\"\n");
+            await lms.Err("? Select a model to load (Use arrow keys)");
+            await lms.Picker();
+            return;
+        }
+        if (matches.Count == 0)
+        {
+            await lms.Fail(lms.Zh ? "未找到模型" : exact ? "Model not found" : $"Model not found\nNo model found that matches model key \"{target}\"");
+            return;
+        }
 
-        if (estimateOnly) return ("0", "", Estimate(state, matches[0]));
+        if (estimateOnly)
+        {
+            await lms.Err(Estimate(state, matches[0]));
+            await lms.Exit(0);
+            return;
+        }
 
+        // Without --local the load goes to LM Link's preferred device (F4).
+        var device = local ? null : state.Options.PreferredDevice;
         var started = DateTime.UtcNow;
+        var load = state.LoadAsync(matches[0], identifier, contextLength, aborted, parallel, device);
+        await lms.Out("\u001b[?25l");
+        for (var frame = 0; !load.IsCompleted; frame++)
+        {
+            var percent = Math.Min(99, (int)((DateTime.UtcNow - started) / state.Options.LoadTime * 100));
+            await lms.Out($"\r{(lms.Zh ? "正在加载" : "Loading")} {matches[0].Key} {percent}% {Frames[frame % Frames.Length]}");
+            await Task.WhenAny(load, Task.Delay(80, aborted));
+        }
+        await lms.Out("\r\u001b[K\u001b[?25h");
         try
         {
-            var instance = await state.LoadAsync(matches[0], identifier, contextLength);
-            return ("0", "", $"Model loaded successfully in {(DateTime.UtcNow - started).TotalSeconds:0.00}s.\nTo use the model in the API/SDK, use the identifier \"{instance.Id}\".");
+            var instance = await load;
+            var seconds = (DateTime.UtcNow - started).TotalSeconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+            var on = device is null ? "" : $" on {state.Options.LinkedDevices.FirstOrDefault(d => d.Identifier == device)?.Name ?? device}";
+            await lms.Err(lms.Zh
+                ? $"模型加载成功，用时 {seconds}s。\n要在 API/SDK 中使用该模型，请使用标识符 \"{instance.Id}\"。"
+                : $"Model loaded successfully{on} in {seconds}s.\nTo use the model in the API/SDK, use the identifier \"{instance.Id}\".");
+            await lms.Exit(0);
         }
         catch (ModelLoadRefusedException refused)
         {
             // lms prints the SDK's error to stderr and exits 1 (capacity-signals §1.4).
-            return ("1", "", "Error: " + refused.Message);
+            await lms.Fail(lms.Zh ? "错误：由于系统资源不足，模型加载已停止。" : "Error: " + refused.Message);
         }
     }
 
@@ -100,29 +197,47 @@ internal static class FakeLmsEndpoints
     }
 
     /// <summary>lms unload, by exact identifier, through the same unload as REST (in-flight requests are cut off).</summary>
-    private static (string Exit, string Stdout, string Stderr) Unload(SimulatorState state, List<string> args)
+    private static async Task Unload(SimulatorState state, LmsOutput lms, List<string> args)
     {
         var all = args.Contains("--all") || args.Contains("-a");
         var identifiers = args.Where((a, i) => !a.StartsWith('-') && (i == 0 || args[i - 1] is not ("--host" or "--port"))).ToList();
         // The quirks of contract §3.4 / capacity-signals §1.7: "not found" and "invalid usage" exit 0.
-        if (all && identifiers.Count > 0) return ("0", "", "Invalid Usage: cannot specify both a model identifier and --all");
+        if (all && identifiers.Count > 0)
+        {
+            await lms.Err("Invalid Usage: cannot specify both a model identifier and --all");
+            await lms.Exit(0);
+            return;
+        }
         if (all)
         {
+            // F10: --all reaches linked devices' instances too.
             var loaded = state.Instances();
-            if (loaded.Count == 0) return ("0", "", "No models to unload.");
             foreach (var instance in loaded) state.UnloadInstance(instance.Id);
-            return ("0", "", string.Join("\n", loaded.Select(i => $"Unloaded \"{i.Id}\".")));
+            await lms.Err(loaded.Count == 0 ? "No models to unload." : string.Join("\n", loaded.Select(i => $"Unloaded \"{i.Id}\".")));
+            await lms.Exit(0);
+            return;
         }
         if (identifiers.Count == 0)
         {
             var loaded = state.Instances();
-            if (loaded.Count == 0) return ("1", "", "You don't have any models loaded. Use \"lms load\" to load a model.");
-            if (loaded.Count > 1) return ("hang", "", "? Select a model to unload (Use arrow keys)");
+            if (loaded.Count == 0)
+            {
+                await lms.Fail("You don't have any models loaded. Use \"lms load\" to load a model.");
+                return;
+            }
+            if (loaded.Count > 1)
+            {
+                await lms.Out("! To unload all models, use the --all flag.\n");
+                await lms.Err("? Select a model to unload (Use arrow keys)");
+                await lms.Picker();
+                return;
+            }
             identifiers.Add(loaded[0].Id);
         }
         var id = identifiers[0];
-        return state.UnloadInstance(id)
-            ? ("0", "", $"Model \"{id}\" unloaded.")
-            : ("0", "", $"Model Not Found\nCannot find a model with the identifier \"{id}\"");
+        await lms.Err(state.UnloadInstance(id)
+            ? (lms.Zh ? $"模型 \"{id}\" 已卸载。" : $"Model \"{id}\" unloaded.")
+            : $"Model Not Found\nCannot find a model with the identifier \"{id}\"");
+        await lms.Exit(0);
     }
 }

@@ -5,7 +5,8 @@ namespace LmStudioSimulator;
 /// <summary>
 /// Runs the simulator: dotnet run --project tests/LmStudioSimulator -- [--port 1234] [--load-time-ms 2000] [--jit]
 /// [--not-loaded-status 400|404] [--idle-ttl-s N] [--token-delay-ms N] [--stream-events N] [--memory-budget-gb N]
-/// [--response-delay-ms N] [--parallel N]
+/// [--response-delay-ms N] [--parallel N] [--require-token sk-lm-xxxxxxxx:xxxxxxxxxxxxxxxxxxxx] [--bionic] [--auto-fit-context N]
+/// [--hide-variant-instances] [--lms-unknown-flag --local]
 /// </summary>
 public static class SimulatorProgram
 {
@@ -29,6 +30,11 @@ public static class SimulatorProgram
                 case "--memory-budget-gb": options.MemoryBudgetBytes = (long)(double.Parse(Next(), CultureInfo.InvariantCulture) * 1e9); break;
                 case "--response-delay-ms": options.ResponseDelay = TimeSpan.FromMilliseconds(NextInt()); break;
                 case "--parallel": options.Parallel = NextInt(); break;
+                case "--require-token": options.RequireApiToken = Next(); break;
+                case "--bionic": options.Bionic = true; break;
+                case "--auto-fit-context": options.AutoFitContextLength = NextInt(); break;
+                case "--hide-variant-instances": options.HideVariantInstancesFromV1 = true; break;
+                case "--lms-unknown-flag": options.LmsUnknownFlags.Add(Next()); break;
                 default:
                     Console.Error.WriteLine($"Unknown option {args[i]}. See the comment in Program.cs for the options.");
                     return 2;

@@ -6,7 +6,8 @@ namespace LmStudioSimulator;
 
 /// <summary>
 /// A fake LM Studio on a real socket: OpenAI- and Anthropic-compatible endpoints, /api/v0 and /api/v1 (chat, models,
-/// load, unload), WebSocket namespaces, load state with a memory guardrail, parallel slots, and lms emulation.
+/// load, unload), WebSocket namespaces, load state with a memory guardrail, parallel slots, and lms emulation; and what
+/// newer builds do (addendum): variant keys, auth that answers 200, Bionic, AutoFit, LM Link, the decision endpoints.
 /// </summary>
 public sealed class SimulatorApp : IAsyncDisposable
 {
@@ -78,8 +79,15 @@ public sealed class SimulatorApp : IAsyncDisposable
     }
 
     /// <summary>LM Studio answers unknown routes with 200 and an error string (contract §1.1).</summary>
-    internal static Task UnexpectedEndpoint(HttpContext context) =>
-        Results.Json(new { error = $"Unexpected endpoint or method. ({context.Request.Method} {context.Request.Path}{context.Request.QueryString})" }).ExecuteAsync(context);
+    /// <remarks>With a Content-Length, as Express's res.json sends it.</remarks>
+    internal static Task UnexpectedEndpoint(HttpContext context)
+    {
+        var body = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { error = $"Unexpected endpoint or method. ({context.Request.Method} {context.Request.Path}{context.Request.QueryString})" });
+        context.Response.StatusCode = 200;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        context.Response.ContentLength = body.Length;
+        return context.Response.Body.WriteAsync(body).AsTask();
+    }
 
     private static void Map(WebApplication app, SimulatorState state)
     {
@@ -89,9 +97,10 @@ public sealed class SimulatorApp : IAsyncDisposable
                 isControl: context.Request.Path.StartsWithSegments(ControlPrefix));
             return next(context);
         });
+        app.Use(NewerLmStudio.AuthGate(state, ControlPrefix));
         app.UseWebSockets();
 
-        app.MapGet("/lmstudio-greeting", () => Results.Json(new { lmstudio = true }));
+        app.MapGet("/lmstudio-greeting", () => NewerLmStudio.Greeting(state));
         MapCatalog(app, state);
         MapLoadAndUnload(app, state);
 
@@ -104,10 +113,17 @@ public sealed class SimulatorApp : IAsyncDisposable
         app.MapPost("/v1/responses", (HttpContext c) => InferenceEndpoint.Handle(c, state, ApiDialect.OpenAi, Responses.Response));
         app.MapPost("/v1/messages", (HttpContext c) => InferenceEndpoint.Handle(c, state, ApiDialect.Anthropic, AnthropicMessages.Messages));
         app.MapPost("/api/v1/chat", (HttpContext c) => InferenceEndpoint.Handle(c, state, ApiDialect.NativeV1, NativeChat.Chat));
+        app.MapPost("/v1/decisions", (HttpContext c) => InferenceEndpoint.Handle(c, state, ApiDialect.OpenAi, NewerLmStudio.Decisions));
+        app.MapPost("/v1/systemone", (HttpContext c) => InferenceEndpoint.Handle(c, state, ApiDialect.OpenAi, NewerLmStudio.SystemOne));
         WebSocketEndpoints.Map(app, state);
 
         // Control, for tests and demos.
         app.MapPost(ControlPrefix + "/evict", (string model) => Results.Json(new { evicted = state.Evict(model) }));
+        app.MapPost(ControlPrefix + "/select-variant", (string variant) =>
+        {
+            state.SelectVariant(state.Find(variant.Split('@')[0])!, variant);
+            return Results.Json(new { selected = variant });
+        });
         app.MapGet(ControlPrefix + "/stats", () => Results.Json(new
         {
             loads = state.Options.Models.ToDictionary(m => m.Key, m => state.LoadCount(m.Key)),
@@ -123,7 +139,7 @@ public sealed class SimulatorApp : IAsyncDisposable
         FakeLmsEndpoints.Map(app, state);
 
         // count_tokens lands here too: LM Studio does not implement it (capacity-signals §4).
-        app.MapFallback(UnexpectedEndpoint);
+        app.MapFallback((HttpContext c) => NewerLmStudio.UnknownRoute(c, state));
     }
 
     private static void MapCatalog(WebApplication app, SimulatorState state)
@@ -147,21 +163,27 @@ public sealed class SimulatorApp : IAsyncDisposable
                     id = m.Key, @object = "model", type = m.Type == "embedding" ? "embeddings" : "llm", publisher = m.Publisher,
                     arch = "sim", compatibility_type = "gguf", quantization = "Q4_K_M",
                     state = instances.Any(i => i.Model == m) ? "loaded" : "not-loaded", max_context_length = 32768,
+                    loaded_context_length = instances.FirstOrDefault(i => i.Model == m)?.ContextLength,
                 }),
             });
         });
         app.MapGet("/api/v1/models", () =>
         {
             state.CountCatalogRead();
-            var instances = state.Instances();
+            // Linked devices' instances only when the option says so (F21); variant-keyed ones hidden under F15's option.
+            var instances = state.Instances().Where(i => (i.IsLocal || state.Options.LinkedInstancesInV1) &&
+                !(state.Options.HideVariantInstancesFromV1 && i.Id.Contains('@'))).ToList();
             return Results.Json(new
             {
                 models = state.Options.Models.Select(m => new
                 {
                     type = m.Type, publisher = m.Publisher, key = m.Key, display_name = m.Key, size_bytes = m.SizeBytes,
+                    quantization = new { name = SimulatorState.QuantizationOf(state.SelectedVariant(m)), bits_per_weight = 4 },
                     loaded_instances = instances.Where(i => i.Model == m)
                         .Select(i => new { id = i.Id, config = new { context_length = i.ContextLength, parallel = i.Parallel } }),
                     max_context_length = 32768, format = "gguf",
+                    variants = m.HasVariants ? m.Variants : null,
+                    selected_variant = state.SelectedVariant(m),
                 }),
             });
         });
@@ -173,15 +195,17 @@ public sealed class SimulatorApp : IAsyncDisposable
         {
             var body = await JsonNode.ParseAsync(request.Body);
             var key = Json.String(body?["model"]) ?? "";
+            // Only a base key loads; "key@quant" and selected_variant values are refused (F3, F13: 404 model_not_found).
             if (state.Options.Models.FirstOrDefault(m => m.Key == key) is not { } model)
             {
-                return Results.Json(new { error = new { message = $"Model \"{key}\" not found", type = "model_not_found" } }, statusCode: 404);
+                return Results.Json(new { error = new { type = "model_not_found", message = $"Model {key} not found in downloaded models" } }, statusCode: 404);
             }
             var started = DateTime.UtcNow;
             SimulatorState.Instance instance;
             try
             {
-                instance = await state.LoadAsync(model, null, Json.Int(body?["context_length"]));
+                // No parallel here: REST loads get the fixed default (F14), and go to LM Link's preferred device (F21).
+                instance = await state.LoadAsync(model, null, Json.Int(body?["context_length"]), device: state.Options.PreferredDevice);
             }
             catch (ModelLoadRefusedException refused)
             {

@@ -1,6 +1,9 @@
 namespace LmStudioSimulator;
 
-/// <summary>How the simulated LM Studio behaves; every knob maps to a behaviour in shared/lmstudio-contract.md.</summary>
+/// <summary>
+/// How the simulated LM Studio behaves; every knob maps to a behaviour in shared/lmstudio-contract.md or its addendum
+/// of 2026-12 (findings F1–F27). Points the addendum rates low confidence are options, off by default.
+/// </summary>
 public sealed class SimulatorOptions
 {
     /// <summary>How long a load (JIT, REST or lms) takes.</summary>
@@ -51,6 +54,56 @@ public sealed class SimulatorOptions
     /// </summary>
     public string? LoadAnswerCharset { get; set; }
 
+    /// <summary>
+    /// "Require Authentication" on, with this token (LM Studio's form: sk-lm-8 alnum:20 alnum, with a colon; F16).
+    /// Without it, or with another one, /api/v1/* answers 401 invalid_api_key and /v1/* and /api/v0/* answer HTTP 200
+    /// "Unexpected endpoint or method" (F16, medium confidence: field reports). /lmstudio-greeting stays open. Null: auth off.
+    /// </summary>
+    public string? RequireApiToken { get; set; }
+
+    /// <summary>
+    /// The host runs LM Studio Bionic 1.1.0 instead of LM Studio (F26). ASSUMPTION: the greeting's shape is not in any
+    /// source; it is modelled as {"lmstudio":true,"app":"bionic","version":"1.1.0"}. Unknown routes answer 404, and any
+    /// multipart body 415, as the 2026-09-24 probe of Bionic 1.1.0 found (F17, medium; Bionic 1.1.1 was seen answering 200).
+    /// </summary>
+    public bool Bionic { get; set; }
+
+    /// <summary>
+    /// AutoFit (MLX engine, F22, medium confidence): every load gets this context length whatever was asked for; it is
+    /// what /api/v1/models, /api/v0/models and lms ps report back. Null: the asked context (or 4096) is loaded.
+    /// </summary>
+    public int? AutoFitContextLength { get; set; }
+
+    /// <summary>
+    /// F15 (LOW confidence, one field report): instances loaded under a variant key (key@quant) are missing from
+    /// /api/v1/models, while /api/v0/models (state) and lms ps still show them. Off by default.
+    /// </summary>
+    public bool HideVariantInstancesFromV1 { get; set; }
+
+    /// <summary>
+    /// The selected variant of a multi-variant model moves to the next one whenever a load of it starts, as when another
+    /// download finished (F3's field log: "same command, different weights, no warning"). Off by default.
+    /// </summary>
+    public bool FlipSelectedVariantOnLoad { get; set; }
+
+    /// <summary>Other machines linked through LM Link (F10, F21): their instances show in lms ps/ls with their deviceIdentifier.</summary>
+    public List<SimDevice> LinkedDevices { get; set; } = [];
+
+    /// <summary>
+    /// LM Link's preferred device (an identifier of <see cref="LinkedDevices"/>): REST loads and lms loads without --local
+    /// go there (F4, F21: "the model will always load on your preferred device"). Null: loads stay on this machine.
+    /// </summary>
+    public string? PreferredDevice { get; set; }
+
+    /// <summary>
+    /// Whether /api/v1/models lists instances on linked devices too (undocumented, F21: LOW confidence). Off by default;
+    /// lms ps --json always lists them (F10).
+    /// </summary>
+    public bool LinkedInstancesInV1 { get; set; }
+
+    /// <summary>Flags the fake lms rejects as an older lms does (commander: "error: unknown option '--local'"), e.g. ["--local"].</summary>
+    public List<string> LmsUnknownFlags { get; set; } = [];
+
     /// <summary>The downloaded models.</summary>
     public List<SimModel> Models { get; set; } = DefaultModels();
 
@@ -64,7 +117,20 @@ public sealed class SimulatorOptions
 }
 
 /// <param name="SizeBytes">The model file's size, LM Studio's size_bytes; the guardrail estimates its memory from it.</param>
-public sealed record SimModel(string Key, string Type, string Path, long SizeBytes = 1_000_000_000)
+/// <param name="Variants">
+/// A multi-variant ("staff pick") model's variant keys, e.g. ["google/gemma-4-31b@4bit", "google/gemma-4-31b@8bit"];
+/// the first is selected at start. Its path is its key (F3). Null or empty: a single-file model.
+/// </param>
+public sealed record SimModel(string Key, string Type, string Path, long SizeBytes = 1_000_000_000, IReadOnlyList<string>? Variants = null)
 {
     public string Publisher => Key.Contains('/') ? Key[..Key.IndexOf('/')] : "local";
+
+    public bool HasVariants => Variants is { Count: > 1 };
+
+    /// <summary>A multi-variant model with two quantizations (4bit, 8bit) whose path is its key, like google/gemma-4-31b.</summary>
+    public static SimModel WithVariants(string key, long sizeBytes = 1_000_000_000, params string[] quants) =>
+        new(key, "llm", key, sizeBytes, [.. (quants.Length > 0 ? quants : ["4bit", "8bit"]).Select(q => $"{key}@{q}")]);
 }
+
+/// <summary>A machine linked through LM Link (lms link status: deviceIdentifier, deviceName).</summary>
+public sealed record SimDevice(string Identifier, string Name);

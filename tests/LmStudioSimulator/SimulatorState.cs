@@ -5,9 +5,10 @@ namespace LmStudioSimulator;
 
 /// <summary>
 /// What one simulated LM Studio host holds: loaded and loading instances, the requests in flight on each, stored
-/// responses, and the counters tests read.
+/// responses, and the counters tests read. (Over 300 lines: one lock guards instances, leases and memory together, so
+/// they stay in one file; the variant selection is in SimulatorState.Variants.cs.)
 /// </summary>
-public sealed class SimulatorState(SimulatorOptions options)
+public sealed partial class SimulatorState(SimulatorOptions options)
 {
     /// <summary>LM Studio's guardrail answers a load that does not fit after a short estimate, not at once.</summary>
     private static readonly TimeSpan RefusalDelay = TimeSpan.FromMilliseconds(50);
@@ -22,6 +23,7 @@ public sealed class SimulatorState(SimulatorOptions options)
     private int _notLoadedAnswers;
     private int _inferenceRequests;
     private int _catalogReads;
+    private int _authRefusals;
     private int _refusedLoads;
     private int _cutOffRequests;
     private int _abortedRequests;
@@ -31,7 +33,7 @@ public sealed class SimulatorState(SimulatorOptions options)
 
     public SimulatorOptions Options { get; } = options;
 
-    public sealed class Instance(SimModel model, string id, int? contextLength, int parallel = 4)
+    public sealed class Instance(SimModel model, string id, int? contextLength, int parallel = 4, string? variant = null, string? deviceIdentifier = null)
     {
         // Guarded by the owning state's lock.
         internal readonly HashSet<InferenceLease> Leases = [];
@@ -40,6 +42,14 @@ public sealed class SimulatorState(SimulatorOptions options)
         public string Id { get; } = id;
         public int ContextLength { get; } = contextLength ?? 4096;
         public int Parallel { get; } = parallel;
+
+        /// <summary>The variant key whose weights were loaded (the selected one at load time); null for a single-file model.</summary>
+        public string? Variant { get; } = variant;
+
+        /// <summary>The LM Link device it runs on; null: this machine.</summary>
+        public string? DeviceIdentifier { get; } = deviceIdentifier;
+
+        public bool IsLocal => DeviceIdentifier is null;
         public DateTimeOffset LastUsed { get; set; } = DateTimeOffset.UtcNow;
 
         /// <summary>Requests being answered now (at most <see cref="Parallel"/>).</summary>
@@ -61,6 +71,10 @@ public sealed class SimulatorState(SimulatorOptions options)
     public void CountNotLoaded() => Interlocked.Increment(ref _notLoadedAnswers);
     public void CountInference() => Interlocked.Increment(ref _inferenceRequests);
     public int CatalogReads => Volatile.Read(ref _catalogReads);
+
+    /// <summary>Requests refused for a missing or wrong API token (401 or the 200 "Unexpected endpoint").</summary>
+    public int AuthRefusals => Volatile.Read(ref _authRefusals);
+    public void CountAuthRefusal() => Interlocked.Increment(ref _authRefusals);
     public void CountCatalogRead() => Interlocked.Increment(ref _catalogReads);
 
     /// <summary>Loads the memory guardrail refused (REST, lms and JIT).</summary>
@@ -139,6 +153,8 @@ public sealed class SimulatorState(SimulatorOptions options)
     {
         var instance = _instances.FirstOrDefault(i => string.Equals(i.Id, name, StringComparison.OrdinalIgnoreCase));
         if (instance is null && Find(name) is { } model) instance = _instances.FirstOrDefault(i => i.Model == model);
+        // ASSUMPTION (F3, F15): a variant key ("key@quant") addresses only an instance loaded under that very identifier;
+        // an instance loaded as the base key does not answer to it (Find does not strip the '@').
         return instance;
     }
 
@@ -188,8 +204,25 @@ public sealed class SimulatorState(SimulatorOptions options)
     /// Loads run concurrently, as in LM Studio; the memory guardrail counts loaded and loading instances, and a
     /// load that does not fit throws <see cref="ModelLoadRefusedException"/> after a short estimate.
     /// </summary>
-    public async Task<Instance> LoadAsync(SimModel model, string? identifier, int? contextLength, CancellationToken cancellationToken = default)
+    /// <param name="parallel">Slots; only lms load --parallel sets it, REST and JIT loads get the default (F14).</param>
+    /// <param name="device">An LM Link device to load on; null: this machine.</param>
+    public async Task<Instance> LoadAsync(SimModel model, string? identifier, int? contextLength, CancellationToken cancellationToken = default,
+        int? parallel = null, string? device = null)
     {
+        FlipVariant(model);
+        var variant = SelectedVariant(model);
+        if (device is not null)
+        {
+            // Another machine's memory: this one's guardrail does not count it.
+            await Task.Delay(Options.LoadTime, cancellationToken);
+            _loads.AddOrUpdate(model.Key, 1, (_, n) => n + 1);
+            lock (_lock)
+            {
+                var peerInstance = new Instance(model, NextIdLocked(identifier ?? model.Key), Options.AutoFitContextLength ?? contextLength, parallel ?? Options.Parallel, variant, device);
+                _instances.Add(peerInstance);
+                return peerInstance;
+            }
+        }
         if (!TryReserveMemory(model))
         {
             await Task.Delay(RefusalDelay, cancellationToken);
@@ -209,14 +242,19 @@ public sealed class SimulatorState(SimulatorOptions options)
         lock (_lock)
         {
             _loadingBytes -= model.SizeBytes;
-            var id = identifier ?? model.Key;
-            for (var n = 2; _instances.Any(i => i.Id == id); n++) id = $"{identifier ?? model.Key}:{n}";
-            var instance = new Instance(model, id, contextLength, Options.Parallel);
+            var instance = new Instance(model, NextIdLocked(identifier ?? model.Key), Options.AutoFitContextLength ?? contextLength, parallel ?? Options.Parallel, variant);
             _instances.Add(instance);
-            _peakLoadedBytes = Math.Max(_peakLoadedBytes, _instances.Sum(i => i.Model.SizeBytes));
+            _peakLoadedBytes = Math.Max(_peakLoadedBytes, _instances.Where(i => i.IsLocal).Sum(i => i.Model.SizeBytes));
             LastLoadCompletedTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
             return instance;
         }
+    }
+
+    private string NextIdLocked(string wanted)
+    {
+        var id = wanted;
+        for (var n = 2; _instances.Any(i => i.Id == id); n++) id = $"{wanted}:{n}";
+        return id;
     }
 
     private bool TryReserveMemory(SimModel model)
@@ -236,7 +274,7 @@ public sealed class SimulatorState(SimulatorOptions options)
     }
 
     private bool FitsLocked(SimModel model) =>
-        Options.MemoryBudgetBytes is not { } budget || _instances.Sum(i => i.Model.SizeBytes) + _loadingBytes + model.SizeBytes <= budget;
+        Options.MemoryBudgetBytes is not { } budget || _instances.Where(i => i.IsLocal).Sum(i => i.Model.SizeBytes) + _loadingBytes + model.SizeBytes <= budget;
 
     /// <summary>A JIT load: with the duplicate bug every concurrent request starts its own load.</summary>
     public Task<Instance> JitLoadAsync(SimModel model)

@@ -22,7 +22,9 @@ public static class StatusEndpoints
             var first = scheduler.Hosts.FirstOrDefault();
             var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
             string[] warnings = listening.ExposureWarning(settings.Current) is { } exposed ? [exposed] : [];
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail) with { Warnings = warnings });
+            // Which app each host runs (LM Studio or Bionic, F26), as its greeting said.
+            var apps = scheduler.Hosts.ToDictionary(h => h.Name, h => h.Api.App is { } app ? (app.Version is null ? app.Name : $"{app.Name} {app.Version}") : null);
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps) with { Warnings = warnings });
         });
         app.MapGet("/", (HttpResponse response) =>
         {
@@ -78,7 +80,7 @@ public sealed record StatusReport(
     /// <summary>What the operator should fix (listening beyond loopback without API keys).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
-    public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail)
+    public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail, IReadOnlyDictionary<string, string?>? apps = null)
     {
         var first = snapshot.Hosts.FirstOrDefault();
         var hosts = snapshot.Hosts.Select(h => new HostStatus(
@@ -87,7 +89,7 @@ public sealed record StatusReport(
                 h.Instances.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes), h.Instances.Count(i => i.State != InstanceState.Gone),
                 h.Capacity.IdleUnloadAfter, h.Capacity.MaxSwapWait, h.Capacity.EvictForeign),
             [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.LoadStartedAt, i.Ids, i.LastLoadMs))],
-            h.Downloaded)).ToList();
+            h.Downloaded, apps?.GetValueOrDefault(h.Name))).ToList();
         var models = snapshot.Models.Select(m =>
         {
             var instances = snapshot.Hosts.SelectMany(h => h.Instances.Where(i => string.Equals(i.Model, m.Key, StringComparison.OrdinalIgnoreCase)).Select(i => (Host: h.Name, Instance: i))).ToList();
@@ -121,7 +123,7 @@ public sealed record StatusReport(
     public sealed record LoaderStatus(string Name, string? LmsPath, string Reason);
 
     public sealed record HostStatus(string Name, string Url, bool Healthy, LoaderStatus Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
-        CapacityStatus Capacity, IReadOnlyList<InstanceStatus> Instances, IReadOnlyList<string> Downloaded);
+        CapacityStatus Capacity, IReadOnlyList<InstanceStatus> Instances, IReadOnlyList<string> Downloaded, string? App = null);
 
     public sealed record CapacityStatus(int MaxLoadedModels, long MemoryBudgetBytes, long EffectiveBudgetBytes, long LearnedCeilingBytes, long UsedBytes, int LoadedModels,
         TimeSpan IdleUnloadAfter, string MaxSwapWait, bool EvictForeign);

@@ -98,8 +98,8 @@ public sealed partial class HostCluster
                     continue;
                 }
                 if (existing is not null) existing.Removed = true;
-                var api = new LmStudioApi(_apiClient, wanted.Url!, wanted.ApiKey, () => _settings.Current.ApiTimeout);
-                next.Add(new LmStudioHost(wanted, api, LoaderSelector.Choose(wanted, api, _settings), FindDestination));
+                var api = new LmStudioApi(_apiClient, wanted.Url!, wanted.ApiKey, wanted.Name, () => _settings.Current.ApiTimeout);
+                next.Add(new LmStudioHost(wanted, api, LoaderSelector.Choose(wanted, api, _settings, _logger), FindDestination));
             }
             foreach (var gone in current.Values) gone.Removed = true;
             var changed = _hosts.Count != next.Count || _hosts.Zip(next).Any(p => !ReferenceEquals(p.First, p.Second));

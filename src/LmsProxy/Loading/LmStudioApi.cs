@@ -8,18 +8,27 @@ using LmsProxy.Models;
 namespace LmsProxy.Loading;
 
 /// <summary>The proxy's own calls to one LM Studio's REST API: the model catalog, load, unload, and a liveness probe.</summary>
+/// <param name="hostName">The host's name in the settings, for messages that tell which setting to fix.</param>
 /// <remarks>
 /// Every failure to reach or hear from LM Studio, an internal time-out included, leaves here as an
 /// <see cref="UpstreamUnavailableException"/>: a silent host is unavailable, never a cancellation that callers (a
 /// request, a background loop) would mistake for their own.
 /// </remarks>
-public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Func<TimeSpan>? timeout = null)
+public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, string hostName = "default", Func<TimeSpan>? timeout = null)
 {
     private TimeSpan Timeout => timeout?.Invoke() ?? TimeSpan.FromSeconds(30);
 
-    public const string StartHint = "Is LM Studio's server running (lms server start) at that address?";
+    public const string StartHint = "Is LM Studio's server running at that address (LM Studio: Developer → Start Server; see the README's troubleshooting before using `lms server start`)?";
 
     public Uri BaseUrl { get; } = baseUrl;
+
+    public string HostName { get; } = hostName;
+
+    /// <summary>Which app serves the host, from its /lmstudio-greeting: "LM Studio", or "LM Studio Bionic" (F26); null until read.</summary>
+    public HostApp? App { get; private set; }
+
+    /// <summary>The variant each instance the proxy loaded was loaded with (instance id → variant key), read right after the load (F3).</summary>
+    public VariantLedger LoadedVariants { get; } = new();
 
     /// <summary>Downloaded models and their loaded instances: /api/v1/models, or /api/v0/models on LM Studio before 0.4.</summary>
     public async Task<ModelCatalog> GetCatalogAsync(CancellationToken cancellationToken)
@@ -29,7 +38,10 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
         cts.CancelAfter(limit);
         try
         {
-            return await ReadCatalogAsync(cts.Token);
+            var catalog = await ReadCatalogAsync(cts.Token);
+            // Which app it is, once, after it answered (a host that is down costs no second attempt).
+            if (App is null) await ReadGreetingAsync(cts.Token);
+            return catalog;
         }
         catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
         {
@@ -43,7 +55,9 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
         {
             if (doc?.RootElement is { ValueKind: JsonValueKind.Object } root && root.TryGetProperty("models", out var models) && models.ValueKind == JsonValueKind.Array)
             {
-                return new ModelCatalog([.. models.EnumerateArray().Select(ParseV1Model).OfType<CatalogModel>()]);
+                var v1 = new ModelCatalog([.. models.EnumerateArray().Select(ParseV1Model).OfType<CatalogModel>()]);
+                // F15: an instance under a variant key can be missing from this list; v0's state still shows it.
+                return v1.Models.Any(m => m.HasVariants && !m.IsLoaded) ? await CrossCheckV0Async(v1, cancellationToken) : v1;
             }
         }
         using (var doc = await GetJsonAsync("/api/v0/models", cancellationToken))
@@ -52,8 +66,38 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
             {
                 return new ModelCatalog([.. data.EnumerateArray().Select(ParseV0Model).OfType<CatalogModel>()]);
             }
+            if (doc?.RootElement is { ValueKind: JsonValueKind.Object } error && Text(error, "error") is { } text && UpstreamAuth.IsUnexpectedEndpoint(text))
+            {
+                // Its own model list "unknown": LM Studio's answer to a missing or wrong token on /v1 and /api/v0 (F16).
+                throw new UpstreamRefusedException(UpstreamAuth.Message(HostName, BaseUrl, apiKey is { Length: > 0 }, "it answered /api/v0/models with HTTP 200 \"Unexpected endpoint or method\""));
+            }
         }
         throw new UpstreamUnavailableException($"LM Studio at {BaseUrl} answered neither /api/v1/models nor /api/v0/models with a model list.");
+    }
+
+    /// <summary>Adds the loaded state /api/v0/models shows for multi-variant models /api/v1/models lists as not loaded (F15).</summary>
+    private async Task<ModelCatalog> CrossCheckV0Async(ModelCatalog v1, CancellationToken cancellationToken)
+    {
+        using var doc = await GetJsonAsync("/api/v0/models", cancellationToken);
+        if (doc?.RootElement is not { ValueKind: JsonValueKind.Object } root || !root.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array) return v1;
+        var loaded = data.EnumerateArray().Select(ParseV0Model).OfType<CatalogModel>().Where(m => m.IsLoaded).ToDictionary(m => m.Key, StringComparer.OrdinalIgnoreCase);
+        if (loaded.Count == 0) return v1;
+        return new ModelCatalog([.. v1.Models.Select(m => m.HasVariants && !m.IsLoaded && loaded.TryGetValue(m.Key, out var v0) ? m with { Instances = v0.Instances } : m)]);
+    }
+
+    /// <summary>GET /lmstudio-greeting: which app it is (best effort; it needs no token).</summary>
+    private async Task ReadGreetingAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var request = NewRequest(HttpMethod.Get, "/lmstudio-greeting");
+            using var response = await http.SendAsync(request, cancellationToken);
+            if (!response.IsSuccessStatusCode) return;
+            App = HostApp.FromGreeting(await response.Content.ReadAsStringAsync(cancellationToken));
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+        }
     }
 
     /// <summary>POST /api/v1/models/load; returns the instance id.</summary>
@@ -98,7 +142,10 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
         throw new ModelLoadException($"LM Studio refused to unload '{instanceId}' (HTTP {(int)response.StatusCode}): {Excerpt.Of(text)}");
     }
 
-    /// <summary>True when LM Studio answers its OpenAI-compatible model list.</summary>
+    /// <summary>
+    /// True when LM Studio answers and takes the proxy's token: its greeting (which app), then its model list, as
+    /// /v1/models can answer a refused token with HTTP 200 "Unexpected endpoint" (F16).
+    /// </summary>
     public async Task<(bool Ready, string Detail)> ProbeAsync(CancellationToken cancellationToken)
     {
         var limit = Timeout;
@@ -106,11 +153,27 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
         cts.CancelAfter(limit);
         try
         {
-            using var request = NewRequest(HttpMethod.Get, "/v1/models");
+            await ReadGreetingAsync(cts.Token);
+            using var request = NewRequest(HttpMethod.Get, "/api/v1/models");
             using var response = await SendAsync(request, cts.Token);
-            return response.IsSuccessStatusCode
-                ? (true, "LM Studio answers.")
-                : (false, $"LM Studio answered /v1/models with HTTP {(int)response.StatusCode}.");
+            var body = await response.Content.ReadAsStringAsync(cts.Token);
+            var app = App?.Name ?? "LM Studio";
+            if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+            {
+                return (false, UpstreamAuth.Message(HostName, BaseUrl, apiKey is { Length: > 0 }, $"HTTP {(int)response.StatusCode} on /api/v1/models"));
+            }
+            if (response.IsSuccessStatusCode && !UpstreamAuth.IsUnexpectedEndpoint(body)) return (true, $"{app} answers.");
+            // Before 0.4 there is no /api/v1: the OpenAI list says whether it is up.
+            using var v1 = NewRequest(HttpMethod.Get, "/v1/models");
+            using var old = await SendAsync(v1, cts.Token);
+            var oldBody = await old.Content.ReadAsStringAsync(cts.Token);
+            if (old.IsSuccessStatusCode && UpstreamAuth.IsUnexpectedEndpoint(oldBody))
+            {
+                return (false, UpstreamAuth.Message(HostName, BaseUrl, apiKey is { Length: > 0 }, "HTTP 200 \"Unexpected endpoint or method\" on /v1/models"));
+            }
+            return old.IsSuccessStatusCode
+                ? (true, $"{app} answers.")
+                : (false, $"{app} answered /v1/models with HTTP {(int)old.StatusCode}.");
         }
         catch (UpstreamUnavailableException ex)
         {
@@ -129,7 +192,7 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
         if (response.StatusCode is HttpStatusCode.NotFound) return null;
         if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
         {
-            throw new UpstreamRefusedException($"LM Studio at {BaseUrl} refused the proxy's request for {path} (HTTP {(int)response.StatusCode}); set the host's API key (LmsProxy:UpstreamApiKey or LmsProxy:Hosts:<name>:ApiKey) to an LM Studio API token.");
+            throw new UpstreamRefusedException(UpstreamAuth.Message(HostName, BaseUrl, apiKey is { Length: > 0 }, $"HTTP {(int)response.StatusCode} on {path}"));
         }
         try
         {
@@ -174,18 +237,25 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, Fu
             {
                 if (!instance.TryGetProperty("id", out var id) || id.GetString() is not { Length: > 0 } i) continue;
                 var config = instance.TryGetProperty("config", out var c) && c.ValueKind == JsonValueKind.Object ? c : default;
-                instances.Add(new LoadedInstance(i, Int(config, "context_length"), Int(config, "parallel")));
+                // What LM Studio applied, not what was asked: AutoFit's context (F22), REST's fixed 4 slots (F14).
+                instances.Add(new LoadedInstance(i, Int(config, "context_length"), Int(config, "parallel"), Text(instance, "device_identifier")));
             }
         }
+        IReadOnlyList<string>? variants = m.TryGetProperty("variants", out var v) && v.ValueKind == JsonValueKind.Array
+            ? [.. v.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.String).Select(x => x.GetString()!)]
+            : null;
+        var quantization = m.TryGetProperty("quantization", out var q) && q.ValueKind == JsonValueKind.Object ? Text(q, "name") : Text(m, "quantization");
         return new CatalogModel(k, Text(m, "type") ?? "llm", instances,
-            m.TryGetProperty("size_bytes", out var size) && size.TryGetInt64(out var bytes) ? bytes : 0, Int(m, "max_context_length"));
+            m.TryGetProperty("size_bytes", out var size) && size.TryGetInt64(out var bytes) ? bytes : 0, Int(m, "max_context_length"),
+            variants, Text(m, "selected_variant"), quantization);
     }
 
     private static CatalogModel? ParseV0Model(JsonElement m)
     {
         if (!m.TryGetProperty("id", out var id) || id.GetString() is not { Length: > 0 } k) return null;
         var loaded = Text(m, "state") == "loaded";
-        return new CatalogModel(k, Text(m, "type") ?? "llm", loaded ? [new LoadedInstance(k, Int(m, "loaded_context_length"))] : [], 0, Int(m, "max_context_length"));
+        return new CatalogModel(k, Text(m, "type") ?? "llm", loaded ? [new LoadedInstance(k, Int(m, "loaded_context_length"))] : [], 0, Int(m, "max_context_length"),
+            Quantization: Text(m, "quantization"));
     }
 
     private static string? Text(JsonElement e, string name) =>

@@ -3,13 +3,24 @@ using LmsProxy.Models;
 
 namespace LmsProxy.Loading;
 
-/// <summary>Loads and unloads through LM Studio's REST API (POST /api/v1/models/load, /unload): exact key, no process to run.</summary>
+/// <summary>
+/// Loads and unloads through LM Studio's REST API (POST /api/v1/models/load, /unload): exact key, no process to run.
+/// Only a base key loads (a variant key gets 404 model_not_found, F3/F13), so the variant it got is checked after.
+/// </summary>
 public sealed class RestModelLoader(LmStudioApi api) : IModelLoader
 {
     public string Name => "rest";
 
-    public Task<string> LoadAsync(CatalogModel model, ModelLoadSettings settings, CancellationToken cancellationToken) =>
-        api.LoadAsync(model.Key, settings, cancellationToken);
+    public async Task<string> LoadAsync(CatalogModel model, ModelLoadSettings settings, CancellationToken cancellationToken)
+    {
+        var id = await api.LoadAsync(model.Key, settings, cancellationToken);
+        await LoadVerification.CheckVariantAsync(api, model, id, cancellationToken);
+        return id;
+    }
 
-    public Task UnloadAsync(string instanceId, CancellationToken cancellationToken) => api.UnloadAsync(instanceId, cancellationToken);
+    public async Task UnloadAsync(string instanceId, CancellationToken cancellationToken)
+    {
+        await api.UnloadAsync(instanceId, cancellationToken);
+        api.LoadedVariants.Forget(instanceId);
+    }
 }

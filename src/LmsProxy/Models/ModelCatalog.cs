@@ -1,13 +1,32 @@
 namespace LmsProxy.Models;
 
 /// <summary>One loaded instance as LM Studio lists it: the identifier requests use, and its load settings.</summary>
-public sealed record LoadedInstance(string Id, int? ContextLength = null, int? Parallel = null);
+/// <param name="ContextLength">The context LM Studio reports it loaded, which AutoFit can make far larger than asked (F22).</param>
+/// <param name="Parallel">Its slots as LM Studio reports them: 4 for every REST or JIT load (F14).</param>
+/// <param name="DeviceIdentifier">The LM Link device it runs on (lms ps --json); null: this machine, or not known (F10).</param>
+public sealed record LoadedInstance(string Id, int? ContextLength = null, int? Parallel = null, string? DeviceIdentifier = null)
+{
+    /// <summary>Another machine's instance (LM Link): it costs this host no memory, and the proxy must never unload it.</summary>
+    public bool IsRemote => DeviceIdentifier is not null;
+}
 
 /// <summary>One downloaded model as LM Studio lists it, with its loaded instances.</summary>
 /// <param name="SizeBytes">The model's file size (LM Studio's size_bytes); 0 when LM Studio does not say.</param>
-public sealed record CatalogModel(string Key, string Type, IReadOnlyList<LoadedInstance> Instances, long SizeBytes = 0, int? MaxContextLength = null)
+/// <param name="Variants">A multi-variant model's variant keys ("key@quant"); empty for a single-file model (F3).</param>
+/// <param name="SelectedVariant">The variant a load of the base key gets now; it can change under the proxy (F3).</param>
+/// <param name="Quantization">The quantization LM Studio lists (of the selected variant), e.g. "Q4_K_M" or "8bit".</param>
+public sealed record CatalogModel(string Key, string Type, IReadOnlyList<LoadedInstance> Instances, long SizeBytes = 0, int? MaxContextLength = null,
+    IReadOnlyList<string>? Variants = null, string? SelectedVariant = null, string? Quantization = null)
 {
     public bool IsLoaded => Instances.Count > 0;
+
+    public bool HasVariants => Variants is { Count: > 0 };
+
+    /// <summary>The instances on this machine (not on an LM Link peer): the ones that count against its memory.</summary>
+    public IEnumerable<LoadedInstance> LocalInstances => Instances.Where(i => !i.IsRemote);
+
+    /// <summary>The variant key <paramref name="name"/> names ("key@quant", any case), or null when it names none of this model's.</summary>
+    public string? VariantNamed(string name) => Variants?.FirstOrDefault(v => string.Equals(v, name, StringComparison.OrdinalIgnoreCase));
 }
 
 /// <summary>Downloaded models at one moment (one host's, or the union of all hosts'), and how client-sent names map onto them.</summary>

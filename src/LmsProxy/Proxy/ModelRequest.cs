@@ -58,7 +58,9 @@ public sealed class WholeBody(byte[] buffer, int length) : MemoryStream(buffer, 
 public static class ModelRequestReader
 {
     /// <summary>Reads and checks the body; exactly one of the results is non-null.</summary>
-    public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, HeldBodyBudget budget, CancellationToken cancellationToken)
+    /// <param name="scheduler">When given, a variant name ("key@quant") is resolved against what LM Studio lists (<see cref="VariantRequests"/>).</param>
+    public static async ValueTask<(ModelRequest? Request, ProxyError? Error)> ReadAsync(HttpRequest request, LmsProxyOptions options, HeldBodyBudget budget, CancellationToken cancellationToken,
+        Scheduling.Scheduler? scheduler = null)
     {
         var (buffer, length, error) = await BodyReader.ReadAsync(request, options, budget, cancellationToken);
         if (error is not null) return (null, error);
@@ -69,6 +71,12 @@ public static class ModelRequestReader
 
         var model = found.Model!;
         var target = options.ResolveAlias(model);
+        if (scheduler is not null)
+        {
+            var (resolved, refusal) = await VariantRequests.ResolveAsync(target, scheduler, cancellationToken);
+            if (refusal is not null) return Reject(budget, buffer!, refusal);
+            target = resolved;
+        }
         if (target != model)
         {
             if (Replace(budget, buffer!, length, found.ModelSpan, target, options) is not { } replaced) return Reject(budget, buffer!, BodyReader.HeldBodiesFull(options));

@@ -114,7 +114,7 @@ public sealed partial class ProxyHandler
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
     {
         var started = _time.GetTimestamp();
-        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, _heldBodies, context.RequestAborted);
+        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, _heldBodies, context.RequestAborted, _scheduler);
         if (problem is not null)
         {
             await problem.WriteAsync(context);
@@ -426,9 +426,9 @@ public sealed partial class ProxyHandler
 
     private HostTransformers TransformersFor(LmStudioHost host) =>
         _transformers.GetValue(host, h => new HostTransformers(
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough),
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.Inference),
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.UnknownPath)));
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough, h.Name), // the host name, for auth errors (F16)
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.Inference, h.Name),
+            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.UnknownPath, h.Name)));
 
     private ForwarderRequestConfig RequestConfig(LmsProxyOptions options)
     {

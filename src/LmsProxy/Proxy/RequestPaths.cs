@@ -33,6 +33,8 @@ public static class RequestPaths
     {
         "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages",
         "/api/v0/chat/completions", "/api/v0/completions", "/api/v0/embeddings", "/api/v1/chat",
+        // F20: they take a loaded decision model's identifier; no streaming.
+        "/v1/decisions", "/v1/systemone",
     };
 
     private static readonly HashSet<string> KnownPaths = new(StringComparer.OrdinalIgnoreCase)

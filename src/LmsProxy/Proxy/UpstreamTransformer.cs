@@ -22,18 +22,23 @@ public enum TransformMode
     /// <summary>An inference request: hold back LM Studio's "not loaded" answer so the request can be re-sent.</summary>
     Inference,
 
-    /// <summary>A path LM Studio may not know: its 200 "Unexpected endpoint" answer becomes a 404.</summary>
+    /// <summary>A path LM Studio may not know: its 200 "Unexpected endpoint" answer, or Bionic's 404 or 415, becomes a 404 (F17).</summary>
     UnknownPath,
 }
 
 /// <summary>
 /// One per host and mode, shared by all requests (nothing per request is allocated here). It sends the client's path
 /// byte for byte, applies the host's credentials, marks streams unbufferable for a further nginx, and, by mode,
-/// holds back a "not loaded" answer or unmasks LM Studio's 200-for-unknown-paths.
+/// holds back a "not loaded" answer or unmasks LM Studio's 200-for-unknown-paths. A refusal of the proxy's own
+/// credentials (401/403 on an inference request, or 200 "Unexpected endpoint" on a path LM Studio serves, F16) becomes
+/// a 502 upstream_auth_failed that names the host and its setting.
 /// </summary>
-public sealed class UpstreamTransformer(ProxySettings settings, string? hostToken, TransformMode mode) : HttpTransformer
+public sealed class UpstreamTransformer(ProxySettings settings, string? hostToken, TransformMode mode, string hostName = "default") : HttpTransformer
 {
     private const int MaxErrorBodyBytes = 64 * 1024;
+
+    /// <summary>LM Studio's "Unexpected endpoint" body is under 200 bytes; real answers of known paths are larger or streamed.</summary>
+    private const int MaxUnexpectedEndpointBytes = 512;
 
     public override async ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
     {
@@ -53,36 +58,74 @@ public sealed class UpstreamTransformer(ProxySettings settings, string? hostToke
             return proceed;
         }
         var status = proxyResponse.StatusCode;
+        if (mode == TransformMode.UnknownPath && status is HttpStatusCode.NotFound or HttpStatusCode.UnsupportedMediaType)
+        {
+            await Unsupported(httpContext, $"it answered HTTP {(int)status}").WriteAsync(httpContext);
+            return false;
+        }
+        if (status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden && mode != TransformMode.UnknownPath &&
+            (mode == TransformMode.Inference || RequestPaths.IsInference(httpContext.Request)) && SentProxyCredentials(proxyResponse.RequestMessage))
+        {
+            await AuthFailed(httpContext, proxyResponse, $"HTTP {(int)status} to {httpContext.Request.Method} {httpContext.Request.Path}").WriteAsync(httpContext);
+            return false;
+        }
+        var small = proxyResponse.Content.Headers.ContentLength is < MaxUnexpectedEndpointBytes;
         var inspect = mode switch
         {
-            TransformMode.Inference => status is HttpStatusCode.BadRequest or HttpStatusCode.NotFound,
+            TransformMode.Inference => status is HttpStatusCode.BadRequest or HttpStatusCode.NotFound || (status == HttpStatusCode.OK && small),
             TransformMode.UnknownPath => status == HttpStatusCode.OK && proxyResponse.Content.Headers.ContentLength is null or < MaxErrorBodyBytes,
-            _ => false,
+            _ => status == HttpStatusCode.OK && small,
         };
         if (!inspect) return proceed;
 
         // Error bodies are small: read the head of it to classify, then either act on it or pass it on whole.
         var stream = await proxyResponse.Content.ReadAsStreamAsync(cancellationToken);
-        var head = new byte[MaxErrorBodyBytes];
+        // Sized by Content-Length when known: a short answer inspected for "Unexpected endpoint" costs its own size only.
+        var head = new byte[proxyResponse.Content.Headers.ContentLength is { } declared and >= 0 and < MaxErrorBodyBytes ? (int)declared : MaxErrorBodyBytes];
         var length = 0;
         int read;
         while (length < head.Length && (read = await stream.ReadAsync(head.AsMemory(length), cancellationToken)) > 0) length += read;
         var text = Encoding.UTF8.GetString(head, 0, length);
 
-        if (mode == TransformMode.Inference && IsNotLoadedAnswer(text))
+        if (mode == TransformMode.Inference && status != HttpStatusCode.OK && IsNotLoadedAnswer(text))
         {
             httpContext.Features.Set(ForwardSignal.NotLoaded);
             return false;
         }
-        if (mode == TransformMode.UnknownPath && text.Contains("Unexpected endpoint or method", StringComparison.Ordinal))
+        if (mode == TransformMode.UnknownPath && Loading.UpstreamAuth.IsUnexpectedEndpoint(text))
         {
-            await new ProxyError(StatusCodes.Status404NotFound, "unsupported_endpoint",
-                $"LM Studio does not implement {httpContext.Request.Method} {httpContext.Request.Path} (it answered \"Unexpected endpoint or method\" with HTTP 200).").WriteAsync(httpContext);
+            await Unsupported(httpContext, "it answered \"Unexpected endpoint or method\" with HTTP 200").WriteAsync(httpContext);
+            return false;
+        }
+        if (mode != TransformMode.UnknownPath && status == HttpStatusCode.OK && Loading.UpstreamAuth.IsUnexpectedEndpoint(text))
+        {
+            // A path LM Studio serves, answered as unknown: what it does for a missing or wrong token (F16), never a success.
+            await AuthFailed(httpContext, proxyResponse,
+                $"HTTP 200 \"Unexpected endpoint or method\" to {httpContext.Request.Method} {httpContext.Request.Path}, an endpoint it serves unless it is older than that endpoint").WriteAsync(httpContext);
             return false;
         }
         await httpContext.Response.Body.WriteAsync(head.AsMemory(0, length), cancellationToken);
         await stream.CopyToAsync(httpContext.Response.Body, cancellationToken);
         return false;
+    }
+
+    private static ProxyError Unsupported(HttpContext context, string how) => new(StatusCodes.Status404NotFound, "unsupported_endpoint",
+        $"LM Studio does not implement {context.Request.Method} {context.Request.Path} ({how}).");
+
+    private ProxyError AuthFailed(HttpContext context, HttpResponseMessage response, string how)
+    {
+        var url = response.RequestMessage?.RequestUri is { } uri ? new Uri(uri.GetLeftPart(UriPartial.Authority)) : new Uri("http://unknown");
+        var tokenSent = response.RequestMessage?.Headers.Authorization is not null || response.RequestMessage?.Headers.Contains("x-api-key") == true;
+        return new ProxyError(StatusCodes.Status502BadGateway, Loading.UpstreamAuth.Code, Loading.UpstreamAuth.Message(hostName, url, tokenSent, how));
+    }
+
+    /// <summary>Whether LM Studio judged the proxy's credentials (the host's token, or none), not a client's own key passed on.</summary>
+    private bool SentProxyCredentials(HttpRequestMessage? request)
+    {
+        if (request is null) return true;
+        if (request.Headers.Contains("x-api-key")) return false;
+        var auth = request.Headers.Authorization;
+        return auth is null || (hostToken is { Length: > 0 } token && auth.Scheme == "Bearer" && auth.Parameter == token);
     }
 
     /// <summary>Reads the raw header, without parsing it into a MediaTypeHeaderValue (that costs every response).</summary>

@@ -166,7 +166,8 @@ public sealed partial class Scheduler
         _dirty = true;
         // A load or unload that ran while the list was read knows better than the list.
         if (!force && (host.Version != versionBeforeRead || host.Operation is not null)) return;
-        foreach (var model in catalog.Models.Where(m => m.IsLoaded))
+        // Only this machine's instances are the host's (an LM Link peer's model uses another machine's memory).
+        foreach (var model in catalog.Models.Where(m => m.LocalInstances.Any()))
         {
             if (host.Instances.TryGetValue(model.Key, out var known))
             {

@@ -176,7 +176,8 @@ public sealed partial class Scheduler
 
     private async Task UnloadInstanceAsync(LmStudioHost host, Instance victim, string reason, CancellationToken cancellationToken)
     {
-        foreach (var id in victim.LmStudioInstances.Select(i => i.Id).DefaultIfEmpty(victim.ModelKey))
+        // Never another LM Link device's instance: only this machine's count against its memory (F10, F21).
+        foreach (var id in victim.LmStudioInstances.Where(i => !i.IsRemote).Select(i => i.Id).DefaultIfEmpty(victim.ModelKey))
         {
             await host.Loader.Loader.UnloadAsync(id, cancellationToken);
         }

@@ -72,7 +72,7 @@ public sealed class ColdModelTests
         Assert.Equal(0, env.Simulator.State.LoadCount("qwen/qwen3-8b-instruct"));
         Assert.Equal(["qwen/qwen3-8b"], env.Simulator.State.Instances().Select(i => i.Id));
         Assert.All(env.Lms.Calls.Where(c => c.StartsWith("load", StringComparison.Ordinal)),
-            c => Assert.Equal("load lmstudio-community/Qwen3-8B-GGUF/Qwen3-8B-Q4_K_M.gguf --exact -y --identifier qwen/qwen3-8b", c));
+            c => Assert.Equal("load lmstudio-community/Qwen3-8B-GGUF/Qwen3-8B-Q4_K_M.gguf --exact -y --local --identifier qwen/qwen3-8b", c));
     }
 
     [Fact(Timeout = 30000)]

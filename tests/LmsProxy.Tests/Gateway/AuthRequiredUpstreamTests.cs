@@ -6,11 +6,15 @@ using WireMock.Server;
 
 namespace LmsProxy.Tests.Gateway;
 
-/// <summary>LM Studio with authentication on and no UpstreamApiKey: the proxy cannot see model state, so it forwards and LM Studio's 401 reaches the client.</summary>
+/// <summary>
+/// LM Studio with authentication on and no UpstreamApiKey: the proxy cannot see model state, so it forwards, and LM
+/// Studio's 401 becomes a 502 upstream_auth_failed that names the host and the setting (issue 17 §3). It used to reach
+/// the client as LM Studio's own 401, which reads as "your key is wrong" to a client that sent none.
+/// </summary>
 public sealed class AuthRequiredUpstreamTests
 {
     [Fact(Timeout = 15000)]
-    public async Task InferenceRequest_WhenLmStudioRefusesTheProxy_GetsLmStudiosOwn401()
+    public async Task InferenceRequest_WhenLmStudioRefusesTheProxy_Gets502NamingTheSetting()
     {
         using var lmStudio = WireMockServer.Start();
         lmStudio.Given(Request.Create().UsingAnyMethod())
@@ -20,7 +24,8 @@ public sealed class AuthRequiredUpstreamTests
 
         using var response = await client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
 
-        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
-        Assert.Equal("{\"error\":\"Unauthorized\"}", await response.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.Equal("upstream_auth_failed", await response.ErrorCode());
+        Assert.Contains("LmsProxy:UpstreamApiKey", await response.ErrorMessage());
     }
 }

@@ -114,7 +114,9 @@ public sealed class SimulatorFidelityTests : IAsyncLifetime
 
         Assert.Equal(1, result.ExitCode);
         Assert.Equal("Error: " + QwenRefusal, result.Stderr.Trim());
-        Assert.Equal("", result.Stdout);
+        // The spinner runs for every real load, failed ones too, on stdout (addendum F1): frames, never JSON.
+        Assert.StartsWith("\u001b[?25l\rLoading qwen/qwen3-8b", result.Stdout);
+        Assert.EndsWith("\r\u001b[K\u001b[?25h", result.Stdout);
         Assert.Equal(1, sim.State.RefusedLoads);
         Assert.Empty(sim.State.Instances());
     }
