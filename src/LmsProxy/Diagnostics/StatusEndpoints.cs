@@ -21,31 +21,31 @@ public static class StatusEndpoints
         {
             var first = scheduler.Hosts.FirstOrDefault();
             var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail));
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail), DiagnosticsJson.Default.StatusReport);
         });
         app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
         app.MapPost("/models/{**rest}", async (string rest, HttpContext context, Scheduler scheduler) =>
         {
             if (!context.Request.Headers.ContainsKey(ActionHeader))
             {
-                return Results.Json(new { error = $"Send the header {ActionHeader}: 1 with operator actions." }, statusCode: StatusCodes.Status400BadRequest);
+                return Results.Json(new ActionError($"Send the header {ActionHeader}: 1 with operator actions."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status400BadRequest);
             }
             var slash = rest.LastIndexOf('/');
             var (name, action) = slash > 0 ? (Uri.UnescapeDataString(rest[..slash]), rest[(slash + 1)..]) : (rest, "");
             var key = scheduler.Catalog.Resolve(name)?.Key;
-            if (key is null) return Results.Json(new { error = $"No host lists a model '{name}'." }, statusCode: StatusCodes.Status404NotFound);
+            if (key is null) return Results.Json(new ActionError($"No host lists a model '{name}'."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status404NotFound);
             switch (action)
             {
                 case "load":
                     scheduler.EnsureLoadedInBackground(key);
-                    return Results.Json(new { model = key, action, message = $"'{key}' is being loaded (or already is)." }, statusCode: StatusCodes.Status202Accepted);
+                    return Results.Json(new ActionAccepted(key, action, $"'{key}' is being loaded (or already is)."), DiagnosticsJson.Default.ActionAccepted, statusCode: StatusCodes.Status202Accepted);
                 case "unload":
-                    return Results.Json(new { model = key, action, message = scheduler.Unload(key) }, statusCode: StatusCodes.Status202Accepted);
+                    return Results.Json(new ActionAccepted(key, action, scheduler.Unload(key)), DiagnosticsJson.Default.ActionAccepted, statusCode: StatusCodes.Status202Accepted);
                 case "pin" or "unpin":
                     scheduler.SetPinned(key, action == "pin");
-                    return Results.Json(new { model = key, action, pinned = action == "pin" });
+                    return Results.Json(new PinResult(key, action, action == "pin"), DiagnosticsJson.Default.PinResult);
                 default:
-                    return Results.Json(new { error = $"Unknown action '{action}': use load, unload, pin or unpin." }, statusCode: StatusCodes.Status404NotFound);
+                    return Results.Json(new ActionError($"Unknown action '{action}': use load, unload, pin or unpin."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status404NotFound);
             }
         });
     }

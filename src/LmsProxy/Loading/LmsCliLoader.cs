@@ -79,7 +79,7 @@ public sealed class LmsCliLoader(string lmsPath, Uri host, ProxySettings setting
         try
         {
             if (!ReferenceEquals(seen, _paths)) return; // another caller just read it
-            var downloaded = await RunJsonAsync<List<LmsModel>>(["ls", "--json"], cancellationToken);
+            var downloaded = await RunJsonAsync(["ls", "--json"], LmsJson.Default.ListLmsModel, cancellationToken);
             var paths = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
             foreach (var model in downloaded)
             {
@@ -94,7 +94,7 @@ public sealed class LmsCliLoader(string lmsPath, Uri host, ProxySettings setting
         }
     }
 
-    private async Task<T> RunJsonAsync<T>(List<string> args, CancellationToken cancellationToken)
+    private async Task<T> RunJsonAsync<T>(List<string> args, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> json, CancellationToken cancellationToken)
     {
         var result = await RunAsync(args, cancellationToken);
         var command = "lms " + string.Join(' ', args);
@@ -105,7 +105,7 @@ public sealed class LmsCliLoader(string lmsPath, Uri host, ProxySettings setting
         try
         {
             // JSON goes to stdout; stderr is prose and is never parsed.
-            return JsonSerializer.Deserialize<T>(result.StandardOutput) ?? throw new JsonException("null");
+            return JsonSerializer.Deserialize(result.StandardOutput, json) ?? throw new JsonException("null");
         }
         catch (JsonException)
         {
@@ -140,7 +140,7 @@ public sealed class LmsCliLoader(string lmsPath, Uri host, ProxySettings setting
         }
     }
 
-    private sealed record LmsModel(
+    internal sealed record LmsModel(
         [property: JsonPropertyName("modelKey")] string? ModelKey,
         [property: JsonPropertyName("path")] string? Path);
 }

@@ -201,7 +201,7 @@ public static class ModelRequestReader
     private static (byte[], int) Replace(byte[] body, int length, Range span, string model)
     {
         var (start, oldLength) = span.GetOffsetAndLength(length);
-        var replacement = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(model));
+        var replacement = JsonSerializer.SerializeToUtf8Bytes(model, ProxyJson.Default.String);
         var newLength = length - oldLength + replacement.Length;
         var result = ArrayPool<byte>.Shared.Rent(newLength);
         body.AsSpan(0, start).CopyTo(result);
