@@ -40,7 +40,8 @@ wait_for() {
   done
 }
 
-image_check() {
+image_check() {  # [dockerfile, default docker/Dockerfile]
+  local dockerfile=${1:-docker/Dockerfile}
   image_dir=$(mktemp -d)
   local d=$image_dir repo shared
   repo=$(pwd)
@@ -50,8 +51,8 @@ image_check() {
   timeout 600 bash "$shared/containers/make-base-images.sh" >"$d/base-images.log" 2>&1 \
     || { image_fail "make-base-images.sh"; return 1; }
   local tag="lmsproxy-ci:$$"
-  timeout 600 podman build --format docker --network host --build-arg TARGETARCH=amd64 -f docker/Dockerfile -t "$tag" . >"$d/build.log" 2>&1 \
-    || { image_fail "podman build -f docker/Dockerfile"; return 1; }
+  timeout 600 podman build --format docker --network host --build-arg TARGETARCH=amd64 -f "$dockerfile" -t "$tag" . >"$d/build.log" 2>&1 \
+    || { image_fail "podman build -f $dockerfile"; return 1; }
   local size
   size=$(podman image inspect "$tag" --format '{{.Size}}')
 
@@ -107,6 +108,6 @@ image_check() {
     timeout 30 podman exec "$name" test -f /data/lmsproxy.db || { image_fail "/data/lmsproxy.db did not survive a restart"; return 1; }
     state="/data/lmsproxy.db survived a restart"
   fi
-  echo "image check: passed (docker/Dockerfile built with podman, $((size / 1000000)) MB; /healthz, cold chat 200, uid 1654, HEALTHCHECK, environment and live settings file; $state)"
+  echo "image check: passed ($dockerfile built with podman, $((size / 1000000)) MB; /healthz, cold chat 200, uid 1654, HEALTHCHECK, environment and live settings file; $state)"
   timeout 60 podman rmi -f "$tag" >/dev/null 2>&1
 }

@@ -9,6 +9,8 @@ namespace LmsProxy.Benchmarks;
 /// with no runtime setting in the environment (what a user gets): time from start to a ready /readyz, resident memory
 /// idle and at its peak under 64 connections, warm requests per second at 1, 16 and 64 connections (median of three
 /// rounds, the builds interleaved in each) and CPU per request. A command runs with ASPNETCORE_URLS and the upstream set.
+/// An image: `image=podman run --rm --name NAME --network host -e ASPNETCORE_URLS -e LmsProxy__Upstream -e LmsProxy__Loader IMAGE`
+/// (podman passes those on from its own environment); its container's main process is the one measured.
 /// </summary>
 internal static class Builds
 {
@@ -19,6 +21,11 @@ internal static class Builds
         public double ReadyMs { get; set; }
         public double IdleMiB { get; set; }
         public double PeakMiB { get; set; }
+
+        /// <summary>The process measured: the container's main process for `podman run --name NAME`.</summary>
+        public int Pid { get; set; }
+
+        public string? Container => File == "podman" && Array.IndexOf(Args, "--name") is var i and >= 0 ? Args[i + 1] : null;
     }
 
     public static async Task<int> RunAsync(string[] specs, int seconds, Processes processes)
@@ -41,16 +48,25 @@ internal static class Builds
             for (var i = 0; i < 3; i++)
             {
                 build.Port = Processes.FreePort();
+                if (build.Container is { } stale) await RemoveContainer(stale);
                 var watch = Stopwatch.StartNew();
                 var process = Start(processes, build, upstreamPort);
                 await WaitForReady(build.Port);
                 starts.Add(watch.Elapsed.TotalMilliseconds);
-                if (i < 2) { process.Kill(entireProcessTree: true); await process.WaitForExitAsync(); }
+                if (i < 2)
+                {
+                    process.Kill(entireProcessTree: true);
+                    await process.WaitForExitAsync();
+                    if (build.Container is { } container) await RemoveContainer(container);
+                }
                 else build.Process = process;
             }
+            build.Pid = build.Container is { } name
+                ? int.Parse((await Processes.RunAsync("podman", ["inspect", "--format", "{{.State.Pid}}", name])).Trim(), CultureInfo.InvariantCulture)
+                : build.Process!.Id;
             build.ReadyMs = starts.Order().ElementAt(1);
             await Task.Delay(2000);
-            build.IdleMiB = Processes.RssMiB(build.Process!.Id);
+            build.IdleMiB = Processes.RssMiB(build.Pid);
         }
 
         foreach (var build in builds) await Wrk.RunAsync(Url(build), 64, TimeSpan.FromSeconds(10), Targets.ChatBody, work);
@@ -62,7 +78,7 @@ internal static class Builds
             {
                 foreach (var build in builds)
                 {
-                    var pid = build.Process!.Id;
+                    var pid = build.Pid;
                     using var sampler = new CancellationTokenSource();
                     var sampling = connections != 64 ? Task.CompletedTask : Task.Run(async () =>
                     {
@@ -99,8 +115,15 @@ internal static class Builds
                     $"\n{build.Name} / {first} requests per second: {string.Join(", ", new[] { 1, 16, 64 }.Select(c => $"{c}: {Median(build.Name, c).RequestsPerSecond / Median(first, c).RequestsPerSecond:0.00}"))}"));
             }
         }
+        foreach (var container in builds.Select(b => b.Container).OfType<string>()) await RemoveContainer(container);
         Directory.Delete(work, recursive: true);
         return 0;
+    }
+
+    private static async Task RemoveContainer(string name)
+    {
+        using var rm = Process.Start(new ProcessStartInfo("podman", ["rm", "-f", "-t", "1", name]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        await rm.WaitForExitAsync();
     }
 
     private static string Url(Build build) => $"http://127.0.0.1:{build.Port}/v1/chat/completions";
@@ -129,7 +152,7 @@ internal static class Builds
                 using var response = await http.GetAsync($"http://127.0.0.1:{port}/readyz");
                 if (response.IsSuccessStatusCode) return;
             }
-            catch (HttpRequestException) { }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException) { } // not listening yet, or slow
             await Task.Delay(1);
         }
         throw new TimeoutException($"port {port} was not ready within 30 s");

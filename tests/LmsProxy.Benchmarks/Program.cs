@@ -80,6 +80,11 @@ if (lowMemory)
     runtimeEnv["DOTNET_GCgen0size"] = "0x100000";
     runtimeEnv["DOTNET_EnableWriteXorExecute"] = "0";
 }
+else
+{
+    // LmsProxy gives itself the two settings (it re-executes with them); the bare forwarder cannot: like for like.
+    runtimeEnv["LMSPROXY_LOW_MEMORY"] = "0";
+}
 int upstreamPort = Processes.FreePort(), nginxPort = Processes.FreePort(), yarpPort = Processes.FreePort(), proxyPort = Processes.FreePort();
 processes.Start("nginx", ["-c", Targets.UpstreamNginx(Path.Combine(work, "upstream"), upstreamPort)]);
 processes.Start("nginx", ["-c", Targets.ProxyNginx(Path.Combine(work, "proxy"), nginxPort, upstreamPort)]);
