@@ -27,20 +27,25 @@ internal sealed record ServiceDefinition(
     {
         var processPath = System.Environment.ProcessPath ?? throw new InvalidOperationException("the path of this program is unknown");
         var arguments = new List<string>();
-        var executable = processPath;
         // Started as `dotnet LmsProxy.dll`: the service starts it the same way (the dll's own path, not the working directory's).
-        if (Path.GetFileNameWithoutExtension(processPath).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+        var startedByDotnet = Path.GetFileNameWithoutExtension(processPath).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
+        if (startedByDotnet)
         {
             arguments.Add(Path.Combine(AppContext.BaseDirectory, "LmsProxy.dll"));
         }
         if (settingsFile is not null) arguments.AddRange([SettingsFileOption.Name, Path.GetFullPath(settingsFile)]);
         arguments.AddRange(extraArguments);
 
-        var environment = new List<KeyValuePair<string, string>>(LowMemoryRuntime.Settings);
+        // The JIT runtime's two low-memory settings (a native build carries its own in the binary and reads neither).
+        var environment = System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported ? new List<KeyValuePair<string, string>>(LowMemoryRuntime.Settings) : [];
         // A framework-dependent program (the tool, dotnet LmsProxy.dll) needs to find its runtime from a service's bare
         // environment: the runtime it runs on now. A native or self-contained build carries its own.
         if (SharedRuntimeRoot() is { } dotnetRoot) environment.Add(new("DOTNET_ROOT", dotnetRoot));
-        return new ServiceDefinition(executable, arguments, AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar), environment, userName, userHome);
+        // The folder of the file started: the dll's for `dotnet LmsProxy.dll`, else the executable's. For a tool that is its
+        // command folder (~/.dotnet/tools), not its versioned .store folder, which an update removes (and systemd would
+        // then fail to start it); the tool finds its settings file from anywhere (see ContentRoot).
+        var workingDirectory = startedByDotnet ? AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar) : Path.GetDirectoryName(processPath)!;
+        return new ServiceDefinition(processPath, arguments, workingDirectory, environment, userName, userHome);
     }
 
     /// <summary>The dotnet folder of the shared runtime this program runs on; null when it carries its own.</summary>
