@@ -5,7 +5,8 @@ using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
 // dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --held-only | --soak 180
-//     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000]
+//     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000
+//     | --builds "jit=dotnet src/LmsProxy/bin/Release/net10.0/LmsProxy.dll" "aot=/path/to/native/LmsProxy" ...]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
 // lms uses it). Everything runs on loopback and stops by itself.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
@@ -35,6 +36,9 @@ Process StartLmsProxy(int port, string upstream, IReadOnlyDictionary<string, str
     foreach (var (key, value) in settings ?? new Dictionary<string, string>()) env[key] = value;
     return processes.Start("dotnet", [lmsProxyDll], env, workingDirectory: AppContext.BaseDirectory);
 }
+
+// --builds name=command ...: ways of starting LmsProxy (JIT, tool, Native AOT) against each other in one run (Builds.cs).
+if (args.Contains("--builds")) return await Builds.RunAsync([.. args.SkipWhile(a => a != "--builds").Skip(1).Where(a => a.Contains('=', StringComparison.Ordinal))], seconds, processes);
 
 // A bare YARP direct forwarder in a process of its own, started by the overhead run like LmsProxy (same runtime settings).
 if (args.Length == 3 && args[0] == "--bare-yarp")
@@ -84,6 +88,11 @@ if (lowMemory)
 {
     runtimeEnv["DOTNET_GCgen0size"] = "0x100000";
     runtimeEnv["DOTNET_EnableWriteXorExecute"] = "0";
+}
+else
+{
+    // LmsProxy gives itself the two settings (it re-executes with them); the bare forwarder cannot: like for like.
+    runtimeEnv["LMSPROXY_LOW_MEMORY"] = "0";
 }
 int upstreamPort = Processes.FreePort(), nginxPort = Processes.FreePort(), yarpPort = Processes.FreePort(), proxyPort = Processes.FreePort();
 processes.Start("nginx", ["-c", Targets.UpstreamNginx(Path.Combine(work, "upstream"), upstreamPort)]);

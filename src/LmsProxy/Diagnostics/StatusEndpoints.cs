@@ -24,7 +24,7 @@ public static class StatusEndpoints
             string[] warnings = listening.ExposureWarning(settings.Current) is { } exposed ? [exposed] : [];
             // Which app each host runs (LM Studio or Bionic, F26), as its greeting said.
             var apps = scheduler.Hosts.ToDictionary(h => h.Name, h => h.Api.App is { } app ? (app.Version is null ? app.Name : $"{app.Name} {app.Version}") : null);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps) with { Warnings = warnings });
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps) with { Warnings = warnings }, DiagnosticsJson.Default.StatusReport);
         });
         app.MapGet("/", (HttpResponse response) =>
         {
@@ -35,24 +35,24 @@ public static class StatusEndpoints
         {
             if (!context.Request.Headers.ContainsKey(ActionHeader))
             {
-                return Results.Json(new { error = $"Send the header {ActionHeader}: 1 with operator actions." }, statusCode: StatusCodes.Status400BadRequest);
+                return Results.Json(new ActionError($"Send the header {ActionHeader}: 1 with operator actions."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status400BadRequest);
             }
             var slash = rest.LastIndexOf('/');
             var (name, action) = slash > 0 ? (Uri.UnescapeDataString(rest[..slash]), rest[(slash + 1)..]) : (rest, "");
             var key = scheduler.Catalog.Resolve(name)?.Key;
-            if (key is null) return Results.Json(new { error = $"No host lists a model '{name}'." }, statusCode: StatusCodes.Status404NotFound);
+            if (key is null) return Results.Json(new ActionError($"No host lists a model '{name}'."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status404NotFound);
             switch (action)
             {
                 case "load":
                     scheduler.EnsureLoadedInBackground(key);
-                    return Results.Json(new { model = key, action, message = $"'{key}' is being loaded (or already is)." }, statusCode: StatusCodes.Status202Accepted);
+                    return Results.Json(new ActionAccepted(key, action, $"'{key}' is being loaded (or already is)."), DiagnosticsJson.Default.ActionAccepted, statusCode: StatusCodes.Status202Accepted);
                 case "unload":
-                    return Results.Json(new { model = key, action, message = scheduler.Unload(key) }, statusCode: StatusCodes.Status202Accepted);
+                    return Results.Json(new ActionAccepted(key, action, scheduler.Unload(key)), DiagnosticsJson.Default.ActionAccepted, statusCode: StatusCodes.Status202Accepted);
                 case "pin" or "unpin":
                     scheduler.SetPinned(key, action == "pin");
-                    return Results.Json(new { model = key, action, pinned = action == "pin" });
+                    return Results.Json(new PinResult(key, action, action == "pin"), DiagnosticsJson.Default.PinResult);
                 default:
-                    return Results.Json(new { error = $"Unknown action '{action}': use load, unload, pin or unpin." }, statusCode: StatusCodes.Status404NotFound);
+                    return Results.Json(new ActionError($"Unknown action '{action}': use load, unload, pin or unpin."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status404NotFound);
             }
         });
     }

@@ -32,7 +32,9 @@ internal static class CommandLineHelp
         return string.Create(CultureInfo.InvariantCulture, $$"""
             LmsProxy {{Version}}: a reverse proxy for LM Studio that loads the model a request names, then forwards it.
 
-            Usage: lmsproxy [--urls <address>] [--<setting>=<value> ...]
+            Usage: lmsproxy [--urls <address>] [--settings <file>] [--<setting>=<value> ...]
+                   lmsproxy service install [--user] [--settings <file>] [--print] [-- <arguments for the service>]
+                   lmsproxy service uninstall [--user] [--print] | lmsproxy service status [--user]
                    lmsproxy --help | --version
             Clients change one base URL: LM Studio's {{upstream}}/v1 becomes http://localhost:8080/v1.
 
@@ -60,7 +62,13 @@ internal static class CommandLineHelp
               environment    LmsProxy__Upstream=http://192.168.1.20:1234 (each ':' becomes '__')
               settings file  "LmsProxy": { "Upstream": "http://192.168.1.20:1234" }; edits apply without a restart
 
-            Settings file: {{file}}
+            Settings file: {{file}}; --settings <file>: one of your own over it (watched too).
+
+            As a service that starts with the machine: `service install` (as root, or --user: your own systemd manager,
+            lingering on) writes a systemd unit on Linux, a launchd agent on macOS, a Windows service (sc.exe) on
+            Windows, and starts it; --print shows what it would write and run, and changes nothing. The service runs
+            as the user who installs it (under sudo: the user who ran sudo), which must be the user who runs LM Studio:
+            lms finds LM Studio's server and key in that user's home (~/.lmstudio), so under another account it cannot.
 
             Invalid settings stop the program with one line naming the setting (exit code 2).
             Once running: GET / (status page), /status, /metrics, /healthz, /readyz.

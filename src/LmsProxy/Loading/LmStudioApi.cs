@@ -103,10 +103,8 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, st
     /// <summary>POST /api/v1/models/load; returns the instance id.</summary>
     public async Task<string> LoadAsync(string key, ModelLoadSettings modelSettings, CancellationToken cancellationToken)
     {
-        var body = new Dictionary<string, object> { ["model"] = key };
-        if (modelSettings.ContextLength is { } ctx) body["context_length"] = ctx;
         using var request = NewRequest(HttpMethod.Post, "/api/v1/models/load");
-        request.Content = JsonContent.Create(body);
+        request.Content = JsonContent.Create(new LoadRequest(key, modelSettings.ContextLength), LoadingJson.Default.LoadRequest);
         using var response = await SendAsync(request, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);
         if (!response.IsSuccessStatusCode)
@@ -134,7 +132,7 @@ public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, st
     public async Task UnloadAsync(string instanceId, CancellationToken cancellationToken)
     {
         using var request = NewRequest(HttpMethod.Post, "/api/v1/models/unload");
-        request.Content = JsonContent.Create(new Dictionary<string, string> { ["instance_id"] = instanceId });
+        request.Content = JsonContent.Create(new UnloadRequest(instanceId), LoadingJson.Default.UnloadRequest);
         using var response = await SendAsync(request, cancellationToken);
         if (response.IsSuccessStatusCode || response.StatusCode == HttpStatusCode.NotFound) return;
         var text = await response.Content.ReadAsStringAsync(cancellationToken);

@@ -92,7 +92,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
     /// key, F15; other devices' instances, which must never be counted or unloaded here).
     /// </summary>
     public async Task<IReadOnlyList<LmsInstance>> ListLoadedAsync(CancellationToken cancellationToken) =>
-        await RunJsonAsync<List<LmsInstance>>(["ps", "--json"], cancellationToken);
+        await RunJsonAsync(["ps", "--json"], LmsJson.Default.ListLmsInstance, cancellationToken);
 
     private void ReportProgress(string key, string stdout)
     {
@@ -146,7 +146,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
         try
         {
             if (!ReferenceEquals(seen, _paths)) return; // another caller just read it
-            var downloaded = await RunJsonAsync<List<LmsModel>>(["ls", "--json"], cancellationToken);
+            var downloaded = await RunJsonAsync(["ls", "--json"], LmsJson.Default.ListLmsModel, cancellationToken);
             var paths = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
             foreach (var model in downloaded)
             {
@@ -161,7 +161,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
         }
     }
 
-    private async Task<T> RunJsonAsync<T>(List<string> args, CancellationToken cancellationToken)
+    private async Task<T> RunJsonAsync<T>(List<string> args, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> json, CancellationToken cancellationToken)
     {
         var result = await RunAsync(args, cancellationToken);
         var command = "lms " + string.Join(' ', args);
@@ -172,7 +172,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
         try
         {
             // JSON goes to stdout; stderr is prose and is never parsed.
-            return JsonSerializer.Deserialize<T>(result.StandardOutput) ?? throw new JsonException("null");
+            return JsonSerializer.Deserialize(result.StandardOutput, json) ?? throw new JsonException("null");
         }
         catch (JsonException)
         {
@@ -238,7 +238,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
     [GeneratedRegex(@"unknown option '(--?[A-Za-z][\w-]*)'")]
     private static partial Regex UnknownOption();
 
-    private sealed record LmsModel(
+    internal sealed record LmsModel(
         [property: JsonPropertyName("modelKey")] string? ModelKey,
         [property: JsonPropertyName("path")] string? Path,
         [property: JsonPropertyName("deviceIdentifier")] string? DeviceIdentifier);

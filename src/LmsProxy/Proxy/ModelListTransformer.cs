@@ -53,15 +53,15 @@ public sealed class ModelListTransformer(HttpTransformer requestTransform, Model
         foreach (var model in catalog.Models)
         {
             if (!listed.Add(model.Key)) continue;
-            data.Add(new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = ModelLookup.OwnerOf(model.Key) });
+            data.Add((JsonNode)new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = ModelLookup.OwnerOf(model.Key) });
             added++;
         }
         foreach (var alias in options.Aliases.Keys)
         {
             if (!listed.Add(alias)) continue;
-            data.Add(new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });
+            data.Add((JsonNode)new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });
             added++;
         }
-        return added == 0 ? original : JsonSerializer.SerializeToUtf8Bytes(root);
+        return added == 0 ? original : System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
     }
 }

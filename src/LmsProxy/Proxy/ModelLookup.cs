@@ -17,11 +17,11 @@ public static class ModelLookup
         var id = Uri.UnescapeDataString(context.Request.Path.Value!["/v1/models/".Length..]);
         if (options.Aliases.TryGetValue(id, out var target) && scheduler.Catalog.Resolve(target) is not null)
         {
-            return Results.Json(Describe(id, "lmsproxy-alias")).ExecuteAsync(context);
+            return Results.Json(Describe(id, "lmsproxy-alias"), ProxyJson.Default.ModelDescription).ExecuteAsync(context);
         }
         if (scheduler.Catalog.Resolve(id) is { } model && string.Equals(model.Key, id, StringComparison.OrdinalIgnoreCase))
         {
-            return Results.Json(Describe(model.Key, OwnerOf(model.Key))).ExecuteAsync(context);
+            return Results.Json(Describe(model.Key, OwnerOf(model.Key)), ProxyJson.Default.ModelDescription).ExecuteAsync(context);
         }
         return new ProxyError(StatusCodes.Status404NotFound, "model_not_found",
             $"The model '{id}' does not exist: it is neither downloaded in LM Studio nor an alias (GET /v1/models lists them).").WriteAsync(context);
@@ -30,5 +30,5 @@ public static class ModelLookup
     /// <summary>The owner field LM Studio's list uses: the publisher before the slash.</summary>
     public static string OwnerOf(string key) => key.IndexOf('/') is > 0 and var slash ? key[..slash] : "organization_owner";
 
-    private static object Describe(string id, string owner) => new { id, @object = "model", created = 0, owned_by = owner };
+    private static ModelDescription Describe(string id, string owner) => new(id, "model", 0, owner);
 }

@@ -173,7 +173,7 @@ public static class ModelRequestReader
     private static (byte[], int)? Replace(HeldBodyBudget budget, byte[] body, int length, Range span, string model, LmsProxyOptions options)
     {
         var (start, oldLength) = span.GetOffsetAndLength(length);
-        var replacement = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(model));
+        var replacement = JsonSerializer.SerializeToUtf8Bytes(model, ProxyJson.Default.String);
         var newLength = length - oldLength + replacement.Length;
         if (budget.TryRent(newLength, options.MaxHeldBodyBytes) is not { } result) return null;
         body.AsSpan(0, start).CopyTo(result);

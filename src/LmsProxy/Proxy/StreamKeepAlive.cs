@@ -76,8 +76,8 @@ public sealed class StreamKeepAlive : IAsyncDisposable
         var text = _protocol switch
         {
             StreamProtocol.Messages => $"event: error\ndata: {Encoding.UTF8.GetString(error.Serialize(anthropic: true))}\n\n",
-            StreamProtocol.Responses => $"event: error\ndata: {JsonSerializer.Serialize(new { type = "error", code = error.Code, message = error.Message, param = (string?)null, sequence_number = 0 })}\n\n",
-            StreamProtocol.NativeChat => $"event: error\ndata: {JsonSerializer.Serialize(new { type = "error", error = new { type = NativeType(error), message = error.Message, code = error.Code } })}\n\n",
+            StreamProtocol.Responses => $"event: error\ndata: {JsonSerializer.Serialize(new ResponsesErrorEvent("error", error.Code, error.Message, null, 0), ProxyJson.Default.ResponsesErrorEvent)}\n\n",
+            StreamProtocol.NativeChat => $"event: error\ndata: {JsonSerializer.Serialize(new NativeErrorEvent("error", new NativeErrorDetail(NativeType(error), error.Message, error.Code)), ProxyJson.Default.NativeErrorEvent)}\n\n",
             _ => $"data: {Encoding.UTF8.GetString(error.Serialize(anthropic: false))}\n\ndata: [DONE]\n\n",
         };
         try
@@ -143,12 +143,9 @@ public sealed class StreamKeepAlive : IAsyncDisposable
         if (_protocol == StreamProtocol.Messages) return "event: ping\ndata: {\"type\": \"ping\"}\n\n"u8.ToArray();
         if (_mode == StreamKeepAliveMode.Chunk && _protocol == StreamProtocol.Chat)
         {
-            var chunk = new
-            {
-                id = "chatcmpl-lmsproxy-keepalive", @object = "chat.completion.chunk", created = _time.GetUtcNow().ToUnixTimeSeconds(), model = _model,
-                choices = new[] { new { index = 0, delta = new { }, logprobs = (object?)null, finish_reason = (string?)null } },
-            };
-            return Encoding.UTF8.GetBytes($"data: {JsonSerializer.Serialize(chunk)}\n\n");
+            var chunk = new ChatChunk("chatcmpl-lmsproxy-keepalive", "chat.completion.chunk", _time.GetUtcNow().ToUnixTimeSeconds(), _model,
+                [new ChatChunkChoice(0, new EmptyDelta(), null, null)]);
+            return Encoding.UTF8.GetBytes($"data: {JsonSerializer.Serialize(chunk, ProxyJson.Default.ChatChunk)}\n\n");
         }
         // An SSE comment line, with no blank line after it: a blank line could make some clients dispatch an empty event.
         return Encoding.UTF8.GetBytes($": loading {_model} {seconds}s\n");

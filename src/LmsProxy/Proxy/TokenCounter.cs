@@ -41,7 +41,7 @@ public static class TokenCounter
                 if (document.RootElement.TryGetProperty(part, out var value)) characters += TextLength(value);
             }
             context.Response.Headers["X-LmsProxy-Estimate"] = "chars/4";
-            await Results.Json(new { input_tokens = Math.Max(1, (characters + 3) / 4) }).ExecuteAsync(context);
+            await Results.Json(new TokenCount(Math.Max(1, (characters + 3) / 4)), ProxyJson.Default.TokenCount).ExecuteAsync(context);
         }
     }
 
