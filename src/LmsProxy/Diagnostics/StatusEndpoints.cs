@@ -17,11 +17,11 @@ public static class StatusEndpoints
 
     public static void MapStatusEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/status", async (Scheduler scheduler, CancellationToken cancellationToken) =>
+        app.MapGet("/status", async (Scheduler scheduler, Storage.StateStore store, CancellationToken cancellationToken) =>
         {
             var first = scheduler.Hosts.FirstOrDefault();
             var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail));
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail) with { Store = store.Status });
         });
         app.MapGet("/", () => Results.Content(StatusPage.Html, "text/html; charset=utf-8"));
         app.MapPost("/models/{**rest}", async (string rest, HttpContext context, Scheduler scheduler) =>
@@ -70,6 +70,9 @@ public sealed record StatusReport(
     IReadOnlyDictionary<string, int> Unloads,
     int Swaps)
 {
+    /// <summary>The state store: its file, whether it is written, and why not.</summary>
+    public Storage.StoreStatus? Store { get; init; }
+
     public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail)
     {
         var first = snapshot.Hosts.FirstOrDefault();

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
+using LmsProxy.Activity;
 using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
 using LmsProxy.Hosts;
@@ -33,6 +34,7 @@ public sealed partial class ProxyHandler
     private readonly HostCluster _cluster;
     private readonly ConversationAffinity _affinity;
     private readonly ProxyMetrics _metrics;
+    private readonly ActivityRecorder _activity; // [activity]
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ResiliencePipeline<Attempt> _resend;
@@ -40,8 +42,9 @@ public sealed partial class ProxyHandler
     private (LmsProxyOptions Options, ForwarderRequestConfig Config) _requestConfig;
 
     public ProxyHandler(IHttpForwarder forwarder, UpstreamInvoker invoker, ProxySettings settings, Scheduler scheduler, HostCluster cluster,
-        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory)
+        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory, ActivityRecorder activity)
     {
+        _activity = activity; // [activity]
         _time = time;
         _forwarder = forwarder;
         _invoker = invoker.Invoker;
@@ -88,6 +91,7 @@ public sealed partial class ProxyHandler
             await new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", "No LM Studio host is configured.").WriteAsync(context);
             return;
         }
+        if (context.Request.Headers.Upgrade.Count == 0 && IsKnownPath(context.Request.Path)) _activity.Begin(context, _time.GetTimestamp(), null); // [activity]
         var transformers = TransformersFor(host);
         HttpTransformer transformer = ModelListTransformer.Handles(context.Request)
             ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
@@ -99,6 +103,7 @@ public sealed partial class ProxyHandler
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
     {
         var started = _time.GetTimestamp();
+        _activity.Begin(context, started, null); // [activity] the record, the response tap, the request's own cancellation
         var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, context.RequestAborted);
         if (problem is not null)
         {
@@ -106,6 +111,7 @@ public sealed partial class ProxyHandler
             Record(context, null, null, "bad_request", TimeSpan.Zero, started, warm: false);
             return;
         }
+        _activity.Requested(context, request!, _scheduler.Catalog.Resolve(request!.Model)?.Key); // [activity]
         using (request)
         {
             var pin = request!.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
@@ -156,6 +162,7 @@ public sealed partial class ProxyHandler
                 break;
         }
 
+        _activity.Queued(context); // [activity]
         var admission = await _scheduler.AdmitAsync(request.Model, state.Pin, state.Deadline, context.RequestAborted);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
@@ -222,6 +229,7 @@ public sealed partial class ProxyHandler
 
     private async ValueTask<Attempt> ForwardAsync(HttpContext context, ModelRequest request, LmStudioHost host, Instance? instance, TransformMode mode)
     {
+        _activity.Forwarding(context, host.Name); // [activity]
         context.Request.Body = request.OpenBody();
         context.Request.ContentLength = request.Length;
         if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
@@ -266,6 +274,7 @@ public sealed partial class ProxyHandler
     private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, Instance? instance)
     {
         var (context, request, keepAlive) = (state.Context, state.Request, state.KeepAlive!);
+        _activity.Forwarding(context, host.Name); // [activity]
         var aborted = context.RequestAborted;
         using var message = new HttpRequestMessage(HttpMethod.Post, UpstreamTransformer.TargetUri(context, host.Prefix))
         {
@@ -338,6 +347,7 @@ public sealed partial class ProxyHandler
     private async Task FinishAsync(HttpContext context, ModelRequest? request, Attempt attempt, TimeSpan held, long started, bool warm, StreamKeepAlive? keepAlive = null)
     {
         var (outcome, error) = attempt.Kind == AttemptKind.Refused ? RefusalError(request!.RequestedModel, attempt.Refusal) : ForwarderFailure(context, attempt.Host, attempt.Error, keepAlive);
+        error ??= ActivityRecorder.CancelledByOperator(context); // [activity] an operator's cancel: the client gets an error in its protocol's shape
         if (error is not null)
         {
             if (keepAlive?.Committed == true)
@@ -358,6 +368,7 @@ public sealed partial class ProxyHandler
     /// <summary>The request's metric and its log line (on the warm path, only at Debug level).</summary>
     private void Record(HttpContext context, ModelRequest? request, LmStudioHost? host, string outcome, TimeSpan held, long started, bool warm)
     {
+        _activity.End(context, host?.Name, outcome, held); // [activity]
         if (request is not null || outcome != "forwarded")
         {
             var model = request is not null && _scheduler.Catalog.Resolve(request.Model) is { } known ? known.Key : ProxyMetrics.NoModel;

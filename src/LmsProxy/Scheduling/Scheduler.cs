@@ -59,7 +59,8 @@ public sealed partial class Scheduler : IDisposable
     private int _waiting;
     private bool _dirty;
 
-    public Scheduler(HostCluster cluster, ProxySettings settings, ProxyMetrics metrics, CapacityEvents events, TimeProvider time, ILogger<Scheduler> logger)
+    public Scheduler(HostCluster cluster, ProxySettings settings, ProxyMetrics metrics, CapacityEvents events, TimeProvider time, ILogger<Scheduler> logger,
+        Storage.IStateStore? state = null) // [state] the store, see Scheduler.State.cs
     {
         _cluster = cluster;
         _settings = settings;
@@ -76,6 +77,7 @@ public sealed partial class Scheduler : IDisposable
             }
         };
         _severalHosts = cluster.Hosts.Count > 1;
+        RestoreState(state); // [state] pins, ceilings, footprints, load times from the last run
         metrics.Meter.CreateObservableGauge("lmsproxy.requests.held", ObserveHeld, description: "Requests held now, by model.");
         metrics.Meter.CreateObservableGauge("lmsproxy.instance.in_flight", ObserveInFlight, description: "Requests in flight per loaded model and host.");
         metrics.Meter.CreateObservableGauge("lmsproxy.host.memory.estimated_bytes", ObserveMemory, unit: "By", description: "Estimated memory of the models loaded on each host.");
@@ -305,6 +307,7 @@ public sealed partial class Scheduler : IDisposable
     public void SetPinned(string key, bool pinned)
     {
         lock (_operatorPins) _operatorPins[key] = pinned;
+        SavePin(key, pinned); // [state]
         lock (_lock) Pump();
     }
 
@@ -312,6 +315,7 @@ public sealed partial class Scheduler : IDisposable
     public string Unload(string key)
     {
         lock (_operatorPins) _operatorPins[key] = false;
+        SavePin(key, false); // [state]
         lock (_lock)
         {
             var instances = InstancesOf(key).Where(i => i.State is InstanceState.Ready or InstanceState.Draining).ToList();
@@ -688,6 +692,7 @@ public sealed partial class Scheduler : IDisposable
             }
 
             LogLoadStarted(_logger, model.Key, host.Name, host.Loader.Name);
+            Events.LoadStarting(host.Name, model.Key); // [activity] waiting requests are "loading" now
             await host.Loader.Loader.LoadAsync(model, options.SettingsFor(model.Key), timeout.Token);
 
             // Verify from the REST list (one HTTP call): the model may already be gone again (another app, a user).
@@ -700,6 +705,7 @@ public sealed partial class Scheduler : IDisposable
                     _vanishedLoads.Remove((host.Name, model.Key));
                     _lastErrors.Remove((host.Name, model.Key));
                     _lastLoadDurations[(host.Name, model.Key)] = elapsed;
+                    SaveLoadTime(host.Name, model.Key, elapsed); // [state]
                     Ready(instance, loaded.Instances);
                     LearnFromSuccess(host);
                     _metrics.LoadEnded(model.Key, host.Name, "success", elapsed);
@@ -847,6 +853,7 @@ public sealed partial class Scheduler : IDisposable
         LogRefused(_logger, model.Key, host.Name, ex.Message);
         _lastErrors[(host.Name, model.Key)] = (ex.Message, _time.GetUtcNow());
         if (ex.RequiredBytes is { } required) _learnedFootprint[model.Key] = required;
+        if (ex.RequiredBytes is { } footprint) SaveFootprint(model.Key, footprint); // [state]
         var residents = host.Instances.Values.Where(i => i.State != InstanceState.Gone).ToList();
         if (residents.Count == 0)
         {
@@ -861,12 +868,17 @@ public sealed partial class Scheduler : IDisposable
         }
         var ceiling = residents.Sum(i => i.EstimatedBytes) + Estimate(host, model) - 1;
         host.LearnedCeilingBytes = host.LearnedCeilingBytes == 0 ? ceiling : Math.Min(host.LearnedCeilingBytes, ceiling);
+        SaveCeiling(host); // [state]
     }
 
     private void LearnFromSuccess(LmStudioHost host)
     {
         var used = host.Instances.Values.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes);
-        if (host.LearnedCeilingBytes > 0 && used > host.LearnedCeilingBytes) host.LearnedCeilingBytes = used;
+        if (host.LearnedCeilingBytes > 0 && used > host.LearnedCeilingBytes)
+        {
+            host.LearnedCeilingBytes = used;
+            SaveCeiling(host); // [state]
+        }
     }
 
     private void LoadFailed(LmStudioHost host, string key, Instance instance, string message, TimeSpan elapsed)

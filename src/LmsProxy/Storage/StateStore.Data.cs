@@ -1,0 +1,155 @@
+using System.Text.Json;
+using LmsProxy.Activity;
+using Microsoft.Data.Sqlite;
+
+namespace LmsProxy.Storage;
+
+/// <summary>The store's rows: the writer's batch, and the reads of start-up and the endpoints.</summary>
+public sealed partial class StateStore
+{
+    private const int BatchLimit = 5000;
+
+    private void WriteBatch(SqliteConnection connection)
+    {
+        using var transaction = connection.BeginTransaction();
+        using var insert = Command(connection, transaction,
+            "INSERT OR REPLACE INTO activity(id, started_ms, model, asked, key, status, record) VALUES($id, $started, $model, $asked, $key, $status, $record)",
+            "$id", "$started", "$model", "$asked", "$key", "$status", "$record");
+        using var usage = Command(connection, transaction, """
+            INSERT INTO usage_daily(day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms) VALUES($day, $by, $name, 1, $prompt, $completion, $gpu)
+            ON CONFLICT(day, by, name) DO UPDATE SET requests = requests + 1, prompt_tokens = prompt_tokens + $prompt,
+                completion_tokens = completion_tokens + $completion, gpu_ms = gpu_ms + $gpu
+            """, "$day", "$by", "$name", "$prompt", "$completion", "$gpu");
+        using var set = Command(connection, transaction,
+            "INSERT INTO state(kind, key, value) VALUES($kind, $key, $value) ON CONFLICT(kind, key) DO UPDATE SET value = $value", "$kind", "$key", "$value");
+        using var remove = Command(connection, transaction, "DELETE FROM state WHERE kind = $kind AND key = $key", "$kind", "$key");
+
+        for (var n = 0; n < BatchLimit && _pending.TryDequeue(out var item); n++)
+        {
+            Interlocked.Decrement(ref _pendingCount);
+            switch (item)
+            {
+                case ActivityRecord r:
+                    Run(insert, r.Id, r.StartedAt.ToUnixTimeMilliseconds(), r.ResolvedModel, r.Model, r.Key, r.Status,
+                        JsonSerializer.Serialize(r, ActivityJson.Default.ActivityRecord));
+                    if (r.ResolvedModel is null) break;
+                    var day = r.StartedAt.UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+                    Run(usage, day, UsageTotals.ByModel, r.ResolvedModel, r.PromptTokens ?? 0, r.CompletionTokens ?? 0, r.GpuMs);
+                    Run(usage, day, UsageTotals.ByKey, r.Key ?? UsageTotals.NoKey, r.PromptTokens ?? 0, r.CompletionTokens ?? 0, r.GpuMs);
+                    break;
+                case StateWrite { Value: null } w:
+                    Run(remove, w.Kind, w.Key);
+                    break;
+                case StateWrite w:
+                    Run(set, w.Kind, w.Key, w.Value);
+                    break;
+            }
+        }
+        transaction.Commit();
+        if (_problem?.StartsWith("Writing", StringComparison.Ordinal) == true) _problem = null;
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction transaction, string sql, params string[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        foreach (var name in parameters) command.Parameters.Add(new SqliteParameter { ParameterName = name });
+        command.Prepare();
+        return command;
+    }
+
+    private static void Run(SqliteCommand command, params object?[] values)
+    {
+        for (var i = 0; i < values.Length; i++) command.Parameters[i].Value = values[i] ?? DBNull.Value;
+        command.ExecuteNonQuery();
+    }
+
+    public IReadOnlyList<KeyValuePair<string, string>> Load(string kind)
+    {
+        var rows = new List<KeyValuePair<string, string>>();
+        Read("SELECT key, value FROM state WHERE kind = $kind ORDER BY rowid", c => c.Parameters.AddWithValue("$kind", kind),
+            r => rows.Add(new(r.GetString(0), r.GetString(1))));
+        return rows;
+    }
+
+    public long LastActivityId()
+    {
+        long last = 0;
+        Read("SELECT COALESCE(MAX(id), 0) FROM activity", _ => { }, r => last = r.GetInt64(0));
+        return last;
+    }
+
+    public List<(DateOnly Day, string By, string Name, long Requests, long PromptTokens, long CompletionTokens, long GpuMs)> ReadUsage()
+    {
+        var rows = new List<(DateOnly, string, string, long, long, long, long)>();
+        Read("SELECT day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms FROM usage_daily", _ => { },
+            r => rows.Add((DateOnly.ParseExact(r.GetString(0), "yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), r.GetString(1), r.GetString(2),
+                r.GetInt64(3), r.GetInt64(4), r.GetInt64(5), r.GetInt64(6))));
+        return rows;
+    }
+
+    /// <summary>Finished records older than <paramref name="beforeId"/>, newest first.</summary>
+    public List<ActivityRecord> ReadActivity(ActivityRecorder.Query query, long beforeId, int limit)
+    {
+        var rows = new List<ActivityRecord>();
+        if (limit <= 0) return rows;
+        Read("""
+            SELECT record FROM activity WHERE id < $before
+              AND ($model IS NULL OR model = $model COLLATE NOCASE OR asked = $model COLLATE NOCASE)
+              AND ($key IS NULL OR key = $key) AND ($status IS NULL OR status = $status) AND ($since IS NULL OR started_ms >= $since)
+            ORDER BY id DESC LIMIT $limit
+            """, c =>
+        {
+            c.Parameters.AddWithValue("$before", beforeId);
+            c.Parameters.AddWithValue("$model", (object?)query.Model ?? DBNull.Value);
+            c.Parameters.AddWithValue("$key", (object?)query.Key ?? DBNull.Value);
+            c.Parameters.AddWithValue("$status", (object?)query.Status ?? DBNull.Value);
+            c.Parameters.AddWithValue("$since", (object?)query.Since?.ToUnixTimeMilliseconds() ?? DBNull.Value);
+            c.Parameters.AddWithValue("$limit", limit);
+        }, r =>
+        {
+            if (JsonSerializer.Deserialize(r.GetString(0), ActivityJson.Default.ActivityRecord) is { } record) rows.Add(record);
+        });
+        return rows;
+    }
+
+    public ActivityRecord? ReadActivity(long id)
+    {
+        ActivityRecord? found = null;
+        Read("SELECT record FROM activity WHERE id = $id", c => c.Parameters.AddWithValue("$id", id),
+            r => found = JsonSerializer.Deserialize(r.GetString(0), ActivityJson.Default.ActivityRecord));
+        return found;
+    }
+
+    public long ActivityRows()
+    {
+        long count = 0;
+        Read("SELECT COUNT(*) FROM activity", _ => { }, r => count = r.GetInt64(0));
+        return count;
+    }
+
+    /// <summary>A read on its own connection (WAL: it does not wait for the writer); a failure reads as nothing, and is counted.</summary>
+    private void Read(string sql, Action<SqliteCommand> bind, Action<SqliteDataReader> row)
+    {
+        if (_connection is null) return;
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            bind(command);
+            using var reader = command.ExecuteReader();
+            while (reader.Read()) row(reader);
+        }
+        catch (Exception ex) when (ex is SqliteException or JsonException or InvalidOperationException or FormatException)
+        {
+            Interlocked.Increment(ref _writeErrors);
+            LogReadFailed(_logger, Path, Reason(ex));
+        }
+    }
+
+    [LoggerMessage(EventId = 63, Level = LogLevel.Warning, Message = "Reading the state store {Path} failed: {Reason}")]
+    private static partial void LogReadFailed(ILogger logger, string path, string reason);
+}
