@@ -75,6 +75,7 @@ internal static class InferenceEndpoint
             }
             catch (Exception) when (context.RequestAborted.IsCancellationRequested)
             {
+                state.CountAborted();
                 // The client left, or an unload cut the request off: the connection is gone, nothing more to write.
             }
         }

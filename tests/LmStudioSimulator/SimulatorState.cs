@@ -59,6 +59,11 @@ public sealed class SimulatorState(SimulatorOptions options)
     public int InferenceRequests => Volatile.Read(ref _inferenceRequests);
     public void CountNotLoaded() => Interlocked.Increment(ref _notLoadedAnswers);
     public void CountInference() => Interlocked.Increment(ref _inferenceRequests);
+
+    /// <summary>Inference requests whose connection went away before their answer was complete (client left, proxy aborted).</summary>
+    public int AbortedRequests => Volatile.Read(ref _abortedRequests);
+    public void CountAborted() => Interlocked.Increment(ref _abortedRequests);
+    private int _abortedRequests;
     public int CatalogReads => Volatile.Read(ref _catalogReads);
     public void CountCatalogRead() => Interlocked.Increment(ref _catalogReads);
 

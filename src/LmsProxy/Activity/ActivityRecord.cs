@@ -21,7 +21,8 @@ public enum ActivityState
 public sealed class ActivityRecord : IDisposable
 {
     public long Id { get; init; }
-    public DateTimeOffset StartedAt { get; init; }
+    /// <summary>UTC (written with a Z).</summary>
+    public DateTime StartedAt { get; init; }
     public string Endpoint { get; init; } = "";
     public string Method { get; init; } = "";
     public string? Key { get; set; }

@@ -15,7 +15,7 @@ public sealed partial class ActivityRecorder
             (Model is null || string.Equals(r.Model, Model, StringComparison.OrdinalIgnoreCase) || string.Equals(r.ResolvedModel, Model, StringComparison.OrdinalIgnoreCase))
             && (Key is null || string.Equals(r.Key, Key, StringComparison.Ordinal))
             && (Status is null || r.Status == Status)
-            && (Since is null || r.StartedAt >= Since);
+            && (Since is null || r.StartedAt >= Since.Value.UtcDateTime);
     }
 
     /// <summary>Newest first: in flight, then the finished ones in memory, then older ones from the store.</summary>

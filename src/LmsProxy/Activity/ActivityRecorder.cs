@@ -59,7 +59,7 @@ public sealed partial class ActivityRecorder : IDisposable
         var record = new ActivityRecord
         {
             Id = Interlocked.Increment(ref _nextId),
-            StartedAt = _time.GetUtcNow(),
+            StartedAt = _time.GetUtcNow().UtcDateTime,
             StartTimestamp = started,
             Endpoint = context.Request.Path.Value ?? "",
             Method = context.Request.Method,

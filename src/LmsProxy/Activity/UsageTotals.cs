@@ -27,7 +27,7 @@ public sealed class UsageTotals
     {
         // Only what a model served: refusals before any model was named are in the activity list, not in usage.
         if (record.ResolvedModel is null) return;
-        var day = DateOnly.FromDateTime(record.StartedAt.UtcDateTime);
+        var day = DateOnly.FromDateTime(record.StartedAt);
         Add(_rows.GetOrAdd((day, ByModel, record.ResolvedModel), static _ => new Row()), record);
         Add(_rows.GetOrAdd((day, ByKey, record.Key ?? NoKey), static _ => new Row()), record);
     }

@@ -30,10 +30,10 @@ public sealed partial class StateStore
             switch (item)
             {
                 case ActivityRecord r:
-                    Run(insert, r.Id, r.StartedAt.ToUnixTimeMilliseconds(), r.ResolvedModel, r.Model, r.Key, r.Status,
+                    Run(insert, r.Id, new DateTimeOffset(r.StartedAt, TimeSpan.Zero).ToUnixTimeMilliseconds(), r.ResolvedModel, r.Model, r.Key, r.Status,
                         JsonSerializer.Serialize(r, ActivityJson.Default.ActivityRecord));
                     if (r.ResolvedModel is null) break;
-                    var day = r.StartedAt.UtcDateTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+                    var day = r.StartedAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
                     Run(usage, day, UsageTotals.ByModel, r.ResolvedModel, r.PromptTokens ?? 0, r.CompletionTokens ?? 0, r.GpuMs);
                     Run(usage, day, UsageTotals.ByKey, r.Key ?? UsageTotals.NoKey, r.PromptTokens ?? 0, r.CompletionTokens ?? 0, r.GpuMs);
                     break;

@@ -25,6 +25,7 @@ public sealed partial class StateStore : IStateStore, IDisposable
     private readonly FileStream? _lock;
     private readonly Task _writer = Task.CompletedTask;
     private int _pendingCount;
+    private int _disposed;
     private long _writeErrors;
     private long _dropped;
     private long _lastRetention;
@@ -191,6 +192,8 @@ public sealed partial class StateStore : IStateStore, IDisposable
 
     public void Dispose()
     {
+        // Registered twice (as itself and as IStateStore): the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         _stop.Cancel();
         try
         {
