@@ -98,14 +98,23 @@ public sealed partial class StateStore : IStateStore, IDisposable
 
     private static FileStream TakeLock(string path)
     {
-        try
+        // A restart may find the old process still writing its last batch: it gets a few seconds to let go.
+        var deadline = Environment.TickCount64 + 3000;
+        while (true)
         {
-            // FileShare.None is an exclusive lock on every OS (flock on Linux and macOS); released when the process ends, even killed.
-            return new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
-        }
-        catch (IOException)
-        {
-            throw new StoreUnusableException($"another LmsProxy process uses it (the lock file {path}.lock is held); give each process its own LmsProxy:State:Path");
+            try
+            {
+                // FileShare.None is an exclusive lock on every OS (flock on Linux and macOS); released when the process ends, even killed.
+                return new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
+            }
+            catch (IOException) when (Environment.TickCount64 < deadline)
+            {
+                Thread.Sleep(100);
+            }
+            catch (IOException)
+            {
+                throw new StoreUnusableException($"another LmsProxy process uses it (the lock file {path}.lock is held); give each process its own LmsProxy:State:Path");
+            }
         }
     }
 
