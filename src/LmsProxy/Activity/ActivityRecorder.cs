@@ -45,8 +45,12 @@ public sealed partial class ActivityRecorder : IDisposable
 
     public UsageTotals Usage => _usage;
 
-    /// <summary>The record of the request on <paramref name="context"/>, if it has one.</summary>
-    public static ActivityRecord? Of(HttpContext context) => context.Features.Get<ActivityRecord>();
+    /// <summary>
+    /// The record of the request on <paramref name="context"/>, if it has one: found through its response tap (no
+    /// feature of its own: an extra feature costs Kestrel a list per request). The proxy's other body wrapper
+    /// (ResponseIdCapture) is in place only during YARP's forward, when nothing here is called.
+    /// </summary>
+    public static ActivityRecord? Of(HttpContext context) => (context.Response.Body as ResponseTap)?.Record;
 
     /// <summary>
     /// Starts the record: the response body passes through a tap from now on, and the request gets its own
@@ -76,7 +80,6 @@ public sealed partial class ActivityRecorder : IDisposable
         record.OriginalAborted = context.RequestAborted;
         record.Cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         context.RequestAborted = record.Cancel.Token;
-        context.Features.Set(record);
         context.Response.RegisterForDispose(record);
         _live[record.Id] = record;
         Changed(record);
@@ -176,10 +179,11 @@ public sealed partial class ActivityRecorder : IDisposable
         {
             record.Status = context.Response.StatusCode;
             if (record.OriginalAborted.IsCancellationRequested) record.Cancelled = true;
-            if (tap is not null && ReferenceEquals(context.Response.Body, tap)) context.Response.Body = tap.Inner;
             context.RequestAborted = record.OriginalAborted;
         }
         record.DurationMs = Ms(record.StartTimestamp, now);
+        // The body goes back last: Of() finds the record through it until here.
+        if (context is not null && tap is not null && ReferenceEquals(context.Response.Body, tap)) context.Response.Body = tap.Inner;
         if (record.ForwardTimestamp != 0) record.GpuMs = Ms(record.ForwardTimestamp, now);
         if (tap is not null) Tokens(record, tap, now);
         record.State = ActivityState.Done;

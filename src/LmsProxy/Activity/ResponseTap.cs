@@ -14,6 +14,7 @@ internal sealed class ResponseTap(Stream inner, HttpResponse response, ActivityR
     private long _firstByte;
 
     public Stream Inner => inner;
+    public ActivityRecord Record => record;
     public bool Interrupted => Volatile.Read(ref _interrupted) != 0;
     public long FirstByteTimestamp => _firstByte;
     public TokenScanner Scanner => _scanner;

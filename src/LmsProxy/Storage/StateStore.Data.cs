@@ -16,14 +16,16 @@ public sealed partial class StateStore
             "INSERT OR REPLACE INTO activity(id, started_ms, model, asked, key, status, record) VALUES($id, $started, $model, $asked, $key, $status, $record)",
             "$id", "$started", "$model", "$asked", "$key", "$status", "$record");
         using var usage = Command(connection, transaction, """
-            INSERT INTO usage_daily(day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms) VALUES($day, $by, $name, 1, $prompt, $completion, $gpu)
-            ON CONFLICT(day, by, name) DO UPDATE SET requests = requests + 1, prompt_tokens = prompt_tokens + $prompt,
+            INSERT INTO usage_daily(day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms) VALUES($day, $by, $name, $requests, $prompt, $completion, $gpu)
+            ON CONFLICT(day, by, name) DO UPDATE SET requests = requests + $requests, prompt_tokens = prompt_tokens + $prompt,
                 completion_tokens = completion_tokens + $completion, gpu_ms = gpu_ms + $gpu
-            """, "$day", "$by", "$name", "$prompt", "$completion", "$gpu");
+            """, "$day", "$by", "$name", "$prompt", "$completion", "$gpu", "$requests");
         using var set = Command(connection, transaction,
             "INSERT INTO state(kind, key, value) VALUES($kind, $key, $value) ON CONFLICT(kind, key) DO UPDATE SET value = $value", "$kind", "$key", "$value");
         using var remove = Command(connection, transaction, "DELETE FROM state WHERE kind = $kind AND key = $key", "$kind", "$key");
 
+        // Usage is added up per batch: one row update per day, model and key, not two per request.
+        var usageDeltas = new Dictionary<(string Day, string By, string Name), (long Prompt, long Completion, long GpuMs, long Requests)>();
         for (var n = 0; n < BatchLimit && _pending.TryDequeue(out var item); n++)
         {
             Interlocked.Decrement(ref _pendingCount);
@@ -34,8 +36,11 @@ public sealed partial class StateStore
                         JsonSerializer.Serialize(r, ActivityJson.Default.ActivityRecord));
                     if (r.ResolvedModel is null) break;
                     var day = r.StartedAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
-                    Run(usage, day, UsageTotals.ByModel, r.ResolvedModel, r.PromptTokens ?? 0, r.CompletionTokens ?? 0, r.GpuMs);
-                    Run(usage, day, UsageTotals.ByKey, r.Key ?? UsageTotals.NoKey, r.PromptTokens ?? 0, r.CompletionTokens ?? 0, r.GpuMs);
+                    foreach (var key in new[] { (day, UsageTotals.ByModel, r.ResolvedModel), (day, UsageTotals.ByKey, r.Key ?? UsageTotals.NoKey) })
+                    {
+                        var sum = usageDeltas.GetValueOrDefault(key);
+                        usageDeltas[key] = (sum.Prompt + (r.PromptTokens ?? 0), sum.Completion + (r.CompletionTokens ?? 0), sum.GpuMs + r.GpuMs, sum.Requests + 1);
+                    }
                     break;
                 case StateWrite { Value: null } w:
                     Run(remove, w.Kind, w.Key);
@@ -45,6 +50,7 @@ public sealed partial class StateStore
                     break;
             }
         }
+        foreach (var ((day, by, name), sum) in usageDeltas) Run(usage, day, by, name, sum.Prompt, sum.Completion, sum.GpuMs, sum.Requests);
         transaction.Commit();
         if (_problem?.StartsWith("Writing", StringComparison.Ordinal) == true) _problem = null;
     }
