@@ -26,7 +26,16 @@ public sealed class ActivityRecord : IDisposable
     public string Endpoint { get; init; } = "";
     public string Method { get; init; } = "";
     public string? Key { get; set; }
-    public string? Client { get; init; }
+    /// <summary>The remote address, made text only when read (not on the request path).</summary>
+    public string? Client
+    {
+        get => _client ??= ClientAddress?.ToString();
+        init => _client = value;
+    }
+
+    private string? _client;
+
+    [JsonIgnore] internal System.Net.IPAddress? ClientAddress { get; init; }
     public string? Model { get; set; }
     public string? ResolvedModel { get; set; }
     public string? Host { get; set; }

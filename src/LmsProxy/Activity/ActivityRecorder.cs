@@ -67,7 +67,7 @@ public sealed partial class ActivityRecorder : IDisposable
             StartTimestamp = started,
             Endpoint = context.Request.Path.Value ?? "",
             Method = context.Request.Method,
-            Client = context.Connection.RemoteIpAddress?.ToString(),
+            ClientAddress = context.Connection.RemoteIpAddress,
             BytesIn = request?.Length ?? context.Request.ContentLength ?? 0,
             State = ActivityState.Queued,
             Context = context,

@@ -9,12 +9,17 @@ public sealed partial class StateStore
 {
     private const int BatchLimit = 5000;
 
+    /// <summary>Records per INSERT statement: a statement's own cost (about as much as a row's) is paid once per this many.</summary>
+    private const int RowsPerInsert = 64;
+
+    private static readonly string[] ActivityColumns = ["id", "started_ms", "model", "asked", "key", "status", "record"];
+
     private void WriteBatch(SqliteConnection connection)
     {
         using var transaction = connection.BeginTransaction();
-        using var insert = Command(connection, transaction,
-            "INSERT OR REPLACE INTO activity(id, started_ms, model, asked, key, status, record) VALUES($id, $started, $model, $asked, $key, $status, $record)",
-            "$id", "$started", "$model", "$asked", "$key", "$status", "$record");
+        using var insertOne = InsertCommand(connection, transaction, 1);
+        using var insertMany = InsertCommand(connection, transaction, RowsPerInsert);
+        var rows = new List<ActivityRecord>(RowsPerInsert);
         using var usage = Command(connection, transaction, """
             INSERT INTO usage_daily(day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms) VALUES($day, $by, $name, $requests, $prompt, $completion, $gpu)
             ON CONFLICT(day, by, name) DO UPDATE SET requests = requests + $requests, prompt_tokens = prompt_tokens + $prompt,
@@ -32,8 +37,8 @@ public sealed partial class StateStore
             switch (item)
             {
                 case ActivityRecord r:
-                    Run(insert, r.Id, new DateTimeOffset(r.StartedAt, TimeSpan.Zero).ToUnixTimeMilliseconds(), r.ResolvedModel, r.Model, r.Key, r.Status,
-                        JsonSerializer.Serialize(r, ActivityJson.Default.ActivityRecord));
+                    rows.Add(r);
+                    if (rows.Count == RowsPerInsert) Insert(insertMany, rows);
                     if (r.ResolvedModel is null) break;
                     var day = r.StartedAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
                     foreach (var key in new[] { (day, UsageTotals.ByModel, r.ResolvedModel), (day, UsageTotals.ByKey, r.Key ?? UsageTotals.NoKey) })
@@ -50,9 +55,37 @@ public sealed partial class StateStore
                     break;
             }
         }
+        foreach (var r in rows) Insert(insertOne, [r]);
         foreach (var ((day, by, name), sum) in usageDeltas) Run(usage, day, by, name, sum.Prompt, sum.Completion, sum.GpuMs, sum.Requests);
         transaction.Commit();
         if (_problem?.StartsWith("Writing", StringComparison.Ordinal) == true) _problem = null;
+    }
+
+    private static SqliteCommand InsertCommand(SqliteConnection connection, SqliteTransaction transaction, int rows)
+    {
+        var values = string.Join(", ", Enumerable.Range(0, rows).Select(i => "(" + string.Join(", ", ActivityColumns.Select(c => $"${c}{i}")) + ")"));
+        return Command(connection, transaction, $"INSERT OR REPLACE INTO activity({string.Join(", ", ActivityColumns)}) VALUES {values}",
+            [.. Enumerable.Range(0, rows).SelectMany(i => ActivityColumns.Select(c => $"${c}{i}"))]);
+    }
+
+    private static void Insert(SqliteCommand command, List<ActivityRecord> rows)
+    {
+        var p = command.Parameters;
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var r = rows[i];
+            var at = i * ActivityColumns.Length;
+            p[at].Value = r.Id;
+            p[at + 1].Value = new DateTimeOffset(r.StartedAt, TimeSpan.Zero).ToUnixTimeMilliseconds();
+            p[at + 2].Value = (object?)r.ResolvedModel ?? DBNull.Value;
+            p[at + 3].Value = (object?)r.Model ?? DBNull.Value;
+            p[at + 4].Value = (object?)r.Key ?? DBNull.Value;
+            p[at + 5].Value = (object?)r.Status ?? DBNull.Value;
+            // UTF-8 as it comes out of the serializer, stored as it is (no UTF-16 string on the way).
+            p[at + 6].Value = JsonSerializer.SerializeToUtf8Bytes(r, ActivityJson.Default.ActivityRecord);
+        }
+        command.ExecuteNonQuery();
+        rows.Clear();
     }
 
     private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction transaction, string sql, params string[] parameters)
@@ -95,7 +128,7 @@ public sealed partial class StateStore
         return rows;
     }
 
-    /// <summary>Finished records older than <paramref name="beforeId"/>, newest first.</summary>
+    /// <summary>Finished records older than <paramref name="beforeId"/>, newest first (ids grow with time: no index but the id's).</summary>
     public List<ActivityRecord> ReadActivity(ActivityRecorder.Query query, long beforeId, int limit)
     {
         var rows = new List<ActivityRecord>();
@@ -115,7 +148,7 @@ public sealed partial class StateStore
             c.Parameters.AddWithValue("$limit", limit);
         }, r =>
         {
-            if (JsonSerializer.Deserialize(r.GetString(0), ActivityJson.Default.ActivityRecord) is { } record) rows.Add(record);
+            if (JsonSerializer.Deserialize(r.GetFieldValue<byte[]>(0), ActivityJson.Default.ActivityRecord) is { } record) rows.Add(record);
         });
         return rows;
     }
@@ -124,7 +157,7 @@ public sealed partial class StateStore
     {
         ActivityRecord? found = null;
         Read("SELECT record FROM activity WHERE id = $id", c => c.Parameters.AddWithValue("$id", id),
-            r => found = JsonSerializer.Deserialize(r.GetString(0), ActivityJson.Default.ActivityRecord));
+            r => found = JsonSerializer.Deserialize(r.GetFieldValue<byte[]>(0), ActivityJson.Default.ActivityRecord));
         return found;
     }
 

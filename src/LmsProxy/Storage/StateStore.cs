@@ -124,8 +124,7 @@ public sealed partial class StateStore : IStateStore, IDisposable
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
             CREATE TABLE IF NOT EXISTS activity(
-                id INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL, model TEXT, asked TEXT, key TEXT, status INTEGER, record TEXT NOT NULL);
-            CREATE INDEX IF NOT EXISTS activity_started ON activity(started_ms);
+                id INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL, model TEXT, asked TEXT, key TEXT, status INTEGER, record BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS usage_daily(
                 day TEXT NOT NULL, by TEXT NOT NULL, name TEXT NOT NULL,
                 requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, gpu_ms INTEGER NOT NULL,
@@ -189,7 +188,8 @@ public sealed partial class StateStore : IStateStore, IDisposable
     {
         using var command = connection.CreateCommand();
         command.CommandText = """
-            DELETE FROM activity WHERE started_ms < $cut;
+            DELETE FROM activity WHERE id < (SELECT id FROM activity WHERE started_ms >= $cut ORDER BY id LIMIT 1);
+            DELETE FROM activity WHERE started_ms < $cut AND NOT EXISTS (SELECT 1 FROM activity WHERE started_ms >= $cut);
             DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET $cap);
             """;
         command.Parameters.AddWithValue("$cut", (_time.GetUtcNow() - _options.ActivityRetention).ToUnixTimeMilliseconds());

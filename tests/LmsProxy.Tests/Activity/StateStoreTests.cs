@@ -72,11 +72,14 @@ public sealed class StateStoreTests : IDisposable
             }
             Assert.True(b.State.RefusedLoads >= 1);
             using (await client.SendAsync(Action("/models/lab%2Fgamma-4b/pin"))) { }
+            // More records than one write statement takes (64).
+            for (var i = 0; i < 70; i++) using (await client.GetAsync("/v1/models")) { }
             var status = await (await client.GetAsync("/status")).ReadJson();
             ceiling = Host(status, "gpu-b").GetProperty("capacity").GetProperty("learnedCeilingBytes").GetInt64();
             Assert.True(ceiling > 0);
             Assert.True(status.GetProperty("store").GetProperty("persistent").GetBoolean());
-            records = (await ActivityTests.ActivityAsync(client)).Length;
+            records = (await ActivityTests.ActivityAsync(client, "?limit=1000")).Length;
+            Assert.True(records > 70);
         }
 
         await using var second = new ProxyApp(a.Url, settings);
@@ -85,7 +88,7 @@ public sealed class StateStoreTests : IDisposable
         using var again = second.Client();
         var after = await (await again.GetAsync("/status")).ReadJson();
         using var turn2 = await again.PostAsync("/v1/responses", Json.Body($$"""{"model":"qwen/qwen3-8b","input":"turn 2","previous_response_id":"{{chainId}}"}"""));
-        var history = await ActivityTests.ActivityAsync(again, "?limit=100");
+        var history = await ActivityTests.ActivityAsync(again, "?limit=1000");
         var usage = await (await again.GetAsync("/usage?by=model")).ReadJson();
 
         Assert.Equal(HttpStatusCode.OK, turn2.StatusCode);
