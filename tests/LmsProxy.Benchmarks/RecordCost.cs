@@ -97,7 +97,7 @@ internal static class RecordCost
         using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
         connection.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*) FROM activity";
+        command.CommandText = "SELECT COALESCE(MAX(last_id), 0) FROM activity_block"; // ids count the records written
         return (long)command.ExecuteScalar()!;
     }
 }

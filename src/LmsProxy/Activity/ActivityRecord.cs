@@ -98,6 +98,7 @@ public sealed class ActivityRecord : IDisposable
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(ActivityRecord))]
+[JsonSerializable(typeof(List<ActivityRecord>))]
 [JsonSerializable(typeof(ActivityList))]
 [JsonSerializable(typeof(UsageReport))]
 internal sealed partial class ActivityJson : JsonSerializerContext;

@@ -31,8 +31,12 @@ public sealed partial class StateStore : IStateStore, IDisposable
     private long _lastRetention;
     private volatile string? _problem;
 
-    public StateStore(StateOptions options, ILogger<StateStore> logger, TimeProvider time)
+    public StateStore(StateOptions options, Diagnostics.ProxyMetrics metrics, ILogger<StateStore> logger, TimeProvider time)
     {
+        metrics.Meter.CreateObservableCounter("lmsproxy.state.errors", () => Interlocked.Read(ref _writeErrors),
+            description: "State store failures (cannot open, a write or read failed); the proxy goes on in memory.");
+        metrics.Meter.CreateObservableCounter("lmsproxy.state.dropped", () => Interlocked.Read(ref _dropped),
+            description: "Writes the state store dropped because its writer was too far behind.");
         _options = options;
         _logger = logger;
         _time = time;
@@ -123,8 +127,8 @@ public sealed partial class StateStore : IStateStore, IDisposable
         Execute(connection, """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
-            CREATE TABLE IF NOT EXISTS activity(
-                id INTEGER PRIMARY KEY, started_ms INTEGER NOT NULL, model TEXT, asked TEXT, key TEXT, status INTEGER, record BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS activity_block(
+                last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, last_started_ms INTEGER NOT NULL, records BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS usage_daily(
                 day TEXT NOT NULL, by TEXT NOT NULL, name TEXT NOT NULL,
                 requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, gpu_ms INTEGER NOT NULL,
@@ -158,7 +162,7 @@ public sealed partial class StateStore : IStateStore, IDisposable
     }
 
     /// <summary>Writes what has queued up, in one transaction; retention runs every ten minutes.</summary>
-    internal void Flush()
+    public void Flush()
     {
         var connection = _connection;
         if (connection is null) return;
@@ -187,10 +191,11 @@ public sealed partial class StateStore : IStateStore, IDisposable
     private void ApplyRetention(SqliteConnection connection)
     {
         using var command = connection.CreateCommand();
+        // Whole blocks go: those whose newest record is past the retention, and those wholly older than the newest $cap ids
+        // (ids count requests across restarts).
         command.CommandText = """
-            DELETE FROM activity WHERE id < (SELECT id FROM activity WHERE started_ms >= $cut ORDER BY id LIMIT 1);
-            DELETE FROM activity WHERE started_ms < $cut AND NOT EXISTS (SELECT 1 FROM activity WHERE started_ms >= $cut);
-            DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET $cap);
+            DELETE FROM activity_block WHERE last_started_ms < $cut;
+            DELETE FROM activity_block WHERE last_id <= (SELECT MAX(last_id) FROM activity_block) - $cap;
             """;
         command.Parameters.AddWithValue("$cut", (_time.GetUtcNow() - _options.ActivityRetention).ToUnixTimeMilliseconds());
         command.Parameters.AddWithValue("$cap", Math.Max(1, _options.ActivityMaxRows));
