@@ -42,7 +42,7 @@ public sealed class ActivityTests
         var record = await LastDoneAsync(env.Client, "/v1/chat/completions");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.InRange(record.GetProperty("loadMs").GetInt64(), 700, 1200);
+        Assert.InRange(record.GetProperty("loadMs").GetInt64(), 680, 1200); // the simulator's 700 ms, timers firing up to a few ms early
         Assert.True(record.GetProperty("heldMs").GetInt64() >= record.GetProperty("loadMs").GetInt64(), "the load is part of the hold");
         Assert.True(record.GetProperty("durationMs").GetInt64() >= record.GetProperty("heldMs").GetInt64());
         Assert.Equal("POST", record.GetProperty("method").GetString());
