@@ -35,7 +35,7 @@ internal static class InferenceEndpoint
         }
         if (state.Options.AbortRequestsContaining is { } poison && body.ToJsonString().Contains(poison, StringComparison.Ordinal))
         {
-            state.CountAborted();
+            state.CountPoisoned();
             context.Abort();
             return;
         }
@@ -81,6 +81,7 @@ internal static class InferenceEndpoint
             }
             catch (Exception) when (context.RequestAborted.IsCancellationRequested)
             {
+                state.CountAborted();
                 // The client left, or an unload cut the request off: the connection is gone, nothing more to write.
             }
         }

@@ -27,7 +27,11 @@ internal static class Responses
             {
                 id, @object = "chat.completion.chunk", created = Now, model, system_fingerprint = model,
                 choices = new[] { new { index = 0, delta = (object)new { }, logprobs = (object?)null, finish_reason = (string?)"stop" } },
-            });
+            }, IncludeUsage(call) ? new
+            {
+                id, @object = "chat.completion.chunk", created = Now, model, system_fingerprint = model,
+                choices = Array.Empty<object>(), usage = new { prompt_tokens = 5, completion_tokens = call.Options.StreamEvents, total_tokens = 5 + call.Options.StreamEvents },
+            } : null);
             return;
         }
         object message = toolName is null
@@ -153,18 +157,29 @@ internal static class Responses
             : null,
     };
 
+    /// <summary>stream_options.include_usage: a last chunk with no choices and the usage, as OpenAI and LM Studio send it.</summary>
+    private static bool IncludeUsage(InferenceCall call) => Json.Bool(call.Body["stream_options"]?["include_usage"]) == true;
+
     private static string Word(int i) => i == 0 ? "Hello" : $" token{i}";
 
     /// <summary>Chat-completions style server-sent events: data-only, one per token with a pause between, then [DONE].</summary>
-    private static async Task StreamAsync(InferenceCall call, Func<int, object> chunk, object? last)
+    private static async Task StreamAsync(InferenceCall call, Func<int, object> chunk, object? last, object? usage = null)
     {
         Sse.Begin(call.Context);
+        if (call.Options.FirstTokenDelay > TimeSpan.Zero)
+        {
+            // The headers go out first, as LM Studio sends them before prompt processing ends.
+            await call.Context.Response.StartAsync(call.Aborted);
+            await call.Context.Response.Body.FlushAsync(call.Aborted);
+            await Task.Delay(call.Options.FirstTokenDelay, call.Aborted);
+        }
         for (var i = 0; i < call.Options.StreamEvents; i++)
         {
             await Sse.WriteAsync(call.Context, null, JsonSerializer.Serialize(chunk(i)), call.Aborted);
             await Task.Delay(call.Options.TokenDelay, call.Aborted);
         }
         if (last is not null) await Sse.WriteAsync(call.Context, null, JsonSerializer.Serialize(last), call.Aborted);
+        if (usage is not null) await Sse.WriteAsync(call.Context, null, JsonSerializer.Serialize(usage), call.Aborted);
         await Sse.WriteAsync(call.Context, null, "[DONE]", call.Aborted);
     }
 }

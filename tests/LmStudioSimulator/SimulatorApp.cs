@@ -132,6 +132,7 @@ public sealed class SimulatorApp : IAsyncDisposable
             not_loaded_answers = state.NotLoadedAnswers,
             inference_requests = state.InferenceRequests,
             cut_off = state.CutOffRequests,
+            aborted = state.AbortedRequests,
             refused_loads = state.RefusedLoads,
             unload_requests = state.UnloadRequests,
             peak_loaded_bytes = state.PeakLoadedBytes,

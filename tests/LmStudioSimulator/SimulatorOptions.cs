@@ -24,6 +24,9 @@ public sealed class SimulatorOptions
     /// <summary>Pause between streamed events.</summary>
     public TimeSpan TokenDelay { get; set; } = TimeSpan.FromMilliseconds(5);
 
+    /// <summary>Pause before a stream's first content event (prompt processing), after its headers went out.</summary>
+    public TimeSpan FirstTokenDelay { get; set; } = TimeSpan.Zero;
+
     /// <summary>Number of content events in a streamed answer.</summary>
     public int StreamEvents { get; set; } = 5;
 

@@ -26,7 +26,7 @@ public sealed partial class SimulatorState(SimulatorOptions options)
     private int _authRefusals;
     private int _refusedLoads;
     private int _cutOffRequests;
-    private int _abortedRequests;
+    private int _poisonedRequests;
     private int _unloadRequests;
     private int _webSocketMessages;
     private int _webSocketCloses;
@@ -70,6 +70,11 @@ public sealed partial class SimulatorState(SimulatorOptions options)
     public int InferenceRequests => Volatile.Read(ref _inferenceRequests);
     public void CountNotLoaded() => Interlocked.Increment(ref _notLoadedAnswers);
     public void CountInference() => Interlocked.Increment(ref _inferenceRequests);
+
+    /// <summary>Inference requests whose connection went away before their answer was complete (client left, proxy aborted).</summary>
+    public int AbortedRequests => Volatile.Read(ref _abortedRequests);
+    public void CountAborted() => Interlocked.Increment(ref _abortedRequests);
+    private int _abortedRequests;
     public int CatalogReads => Volatile.Read(ref _catalogReads);
 
     /// <summary>Requests refused for a missing or wrong API token (401 or the 200 "Unexpected endpoint").</summary>
@@ -84,9 +89,9 @@ public sealed partial class SimulatorState(SimulatorOptions options)
     public int CutOffRequests => Volatile.Read(ref _cutOffRequests);
 
     /// <summary>Inference requests closed without an answer because of <see cref="SimulatorOptions.AbortRequestsContaining"/>.</summary>
-    public int AbortedRequests => Volatile.Read(ref _abortedRequests);
+    public int PoisonedRequests => Volatile.Read(ref _poisonedRequests);
 
-    internal void CountAborted() => Interlocked.Increment(ref _abortedRequests);
+    internal void CountPoisoned() => Interlocked.Increment(ref _poisonedRequests);
 
     /// <summary>Unloads asked for through REST or lms, found or not.</summary>
     public int UnloadRequests => Volatile.Read(ref _unloadRequests);

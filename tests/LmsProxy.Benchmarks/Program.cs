@@ -4,7 +4,7 @@ using System.Net;
 using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
-// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --held-only | --soak 180
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --record-cost | --held-only | --soak 180
 //     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000
 //     | --builds "jit=dotnet src/LmsProxy/bin/Release/net10.0/LmsProxy.dll" "aot=/path/to/native/LmsProxy" ...]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
@@ -32,6 +32,8 @@ Process StartLmsProxy(int port, string upstream, IReadOnlyDictionary<string, str
         // Measured like nginx with access_log off: the per-request log line is switched off (it is on by default).
         ["Logging__LogLevel__LmsProxy.Requests"] = "Warning",
         ["DOTNET_TieredPGO"] = "1",
+        // Never the user's own store: memory only unless the caller gives a file.
+        ["LmsProxy__State__Path"] = "",
     };
     foreach (var (key, value) in settings ?? new Dictionary<string, string>()) env[key] = value;
     return processes.Start("dotnet", [lmsProxyDll], env, workingDirectory: AppContext.BaseDirectory);
@@ -61,6 +63,11 @@ if (args.Contains("--held-only"))
 {
     await HeldRequestsAsync();
     return 0;
+}
+if (args.Contains("--record-cost"))
+{
+    return await RecordCost.RunAsync(ArgValue("--seconds") ?? 3, StartLmsProxy,
+        new Dictionary<string, string> { ["DOTNET_TieredPGO"] = "1", ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1" }) ? 0 : 1;
 }
 if (args.Contains("--cold-path") || args.Contains("--swap"))
 {
@@ -99,7 +106,7 @@ processes.Start("nginx", ["-c", Targets.UpstreamNginx(Path.Combine(work, "upstre
 processes.Start("nginx", ["-c", Targets.ProxyNginx(Path.Combine(work, "proxy"), nginxPort, upstreamPort)]);
 var bareYarp = processes.Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "LmsProxy.Benchmarks.dll"), "--bare-yarp", yarpPort.ToString(CultureInfo.InvariantCulture), upstreamPort.ToString(CultureInfo.InvariantCulture)],
     runtimeEnv, workingDirectory: AppContext.BaseDirectory);
-var lmsProxy = StartLmsProxy(proxyPort, $"http://127.0.0.1:{upstreamPort}", runtimeEnv);
+var lmsProxy = StartLmsProxy(proxyPort, $"http://127.0.0.1:{upstreamPort}", new Dictionary<string, string>(runtimeEnv) { ["LmsProxy__State__Path"] = Path.Combine(work, "lmsproxy.db") });
 foreach (var port in new[] { upstreamPort, nginxPort, yarpPort, proxyPort }) await Processes.WaitForHttp($"http://127.0.0.1:{port}/v1/models");
 var targets = new (string Name, int Port)[] { ("direct", upstreamPort), ("nginx", nginxPort), ("bare YARP", yarpPort), ("LmsProxy", proxyPort) };
 var idleMiB = Processes.RssMiB(lmsProxy.Id);

@@ -59,7 +59,8 @@ public sealed class PrometheusMetrics : IDisposable
     /// <summary>One instrument's series, by label set.</summary>
     private sealed class Family
     {
-        private readonly ConcurrentDictionary<string, Series> _series = new(StringComparer.Ordinal);
+        // Keyed by the tags as given (no string built per measurement: the request path records several per request).
+        private readonly ConcurrentDictionary<TagKey, Series> _series = new();
         private readonly string _help;
         private readonly string _type;
         private readonly double[]? _buckets;
@@ -94,7 +95,8 @@ public sealed class PrometheusMetrics : IDisposable
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
-            var series = _series.GetOrAdd(Labels(tags), static (_, buckets) => new Series(buckets), _buckets);
+            var key = TagKey.Of(tags);
+            if (!_series.TryGetValue(key, out var series)) series = _series.GetOrAdd(key, new Series(_buckets, Labels(tags)));
             lock (series)
             {
                 if (_buckets is not null)
@@ -112,8 +114,9 @@ public sealed class PrometheusMetrics : IDisposable
         {
             text.Append("# HELP ").Append(Name).Append(' ').Append(_help).Append('\n');
             text.Append("# TYPE ").Append(Name).Append(' ').Append(_type).Append('\n');
-            foreach (var (labels, series) in _series.OrderBy(s => s.Key, StringComparer.Ordinal))
+            foreach (var series in _series.Values.OrderBy(s => s.Labels, StringComparer.Ordinal))
             {
+                var labels = series.Labels;
                 lock (series)
                 {
                     if (_buckets is null)
@@ -147,7 +150,7 @@ public sealed class PrometheusMetrics : IDisposable
         }
 
         /// <summary>The label set as Prometheus writes it, names sorted, values escaped.</summary>
-        private static string Labels(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        public static string Labels(ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
             if (tags.Length == 0) return "";
             var sorted = tags.ToArray();
@@ -180,8 +183,22 @@ public sealed class PrometheusMetrics : IDisposable
         };
     }
 
-    private sealed class Series(double[]? buckets)
+    /// <summary>Up to three tags by value (names and values are the instruments' own strings); more go as the label string.</summary>
+    private readonly record struct TagKey(string? K0, object? V0, string? K1, object? V1, string? K2, object? V2, string? Rest)
     {
+        public static TagKey Of(ReadOnlySpan<KeyValuePair<string, object?>> tags) => tags.Length switch
+        {
+            0 => default,
+            1 => new(tags[0].Key, tags[0].Value, null, null, null, null, null),
+            2 => new(tags[0].Key, tags[0].Value, tags[1].Key, tags[1].Value, null, null, null),
+            3 => new(tags[0].Key, tags[0].Value, tags[1].Key, tags[1].Value, tags[2].Key, tags[2].Value, null),
+            _ => new(null, null, null, null, null, null, Family.Labels(tags)),
+        };
+    }
+
+    private sealed class Series(double[]? buckets, string labels)
+    {
+        public string Labels { get; } = labels;
         public double Value;
         public long Count;
         public long[]? Buckets { get; } = buckets is null ? null : new long[buckets.Length + 1];

@@ -21,6 +21,9 @@ public sealed class ProxyMetrics
     private readonly Counter<long> _unloads;
     private readonly Counter<long> _swaps;
     private readonly Counter<long> _notLoadedAbsorbed;
+    private readonly Histogram<double> _timeToFirstToken;
+    private readonly Histogram<double> _queueTime;
+    private readonly Counter<long> _tokens;
 
     public ProxyMetrics(IMeterFactory meterFactory)
     {
@@ -34,6 +37,11 @@ public sealed class ProxyMetrics
         _unloads = Meter.CreateCounter<long>("lmsproxy.model.unloads", description: "Model unloads by host and reason (capacity, refusal, idle, operator).");
         _swaps = Meter.CreateCounter<long>("lmsproxy.swaps", description: "Loads that first unloaded other models, by host.");
         _notLoadedAbsorbed = Meter.CreateCounter<long>("lmsproxy.upstream.not_loaded", description: "\"Not loaded\" answers from LM Studio the proxy absorbed.");
+        _timeToFirstToken = Meter.CreateHistogram<double>("lmsproxy.request.time_to_first_token", unit: "s", description: "From a request's arrival to its first token (a stream's first content event, a whole body's first byte), by model and host.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
+        _queueTime = Meter.CreateHistogram<double>("lmsproxy.request.queue_time", unit: "s", description: "Time a request waited in the proxy (room, a load, a slot), by model and host.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
+        _tokens = Meter.CreateCounter<long>("lmsproxy.tokens", description: "Tokens by model and kind (prompt, completion), as LM Studio reported them or as counted from a stream.");
     }
 
     /// <summary>For gauges that read the scheduler's state (registered by the scheduler).</summary>
@@ -57,6 +65,15 @@ public sealed class ProxyMetrics
     public void Swapped(string host) => _swaps.Add(1, new KeyValuePair<string, object?>("host", host));
 
     public void NotLoadedAbsorbed(string model, string host) => _notLoadedAbsorbed.Add(1, new("model", model), new("host", host));
+
+    /// <summary>A finished request's activity record: its time to first token, its wait, its tokens.</summary>
+    public void RequestRecorded(string model, string host, long heldMs, long? ttftMs, long? promptTokens, long? completionTokens)
+    {
+        _queueTime.Record(heldMs / 1000.0, new("model", model), new("host", host));
+        if (ttftMs is { } ttft) _timeToFirstToken.Record(ttft / 1000.0, new("model", model), new("host", host));
+        if (promptTokens is > 0) _tokens.Add(promptTokens.Value, new("model", model), new("kind", "prompt"));
+        if (completionTokens is > 0) _tokens.Add(completionTokens.Value, new("model", model), new("kind", "completion"));
+    }
 
     private IEnumerable<Measurement<long>> ObserveRequests()
     {

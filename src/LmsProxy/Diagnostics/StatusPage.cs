@@ -9,7 +9,11 @@ namespace LmsProxy.Diagnostics;
 /// </summary>
 internal static class StatusPage
 {
-    public const string Html = """
+    /// <summary>The page, with the activity section (Activity/ActivityPage.cs) in its place.</summary>
+    public static readonly string Html = Page.Replace("<!--activity-->", Activity.ActivityPage.Html, StringComparison.Ordinal)
+        .Replace("<!--activity-script-->", Activity.ActivityPage.Script, StringComparison.Ordinal);
+
+    private const string Page = """
 <!doctype html>
 <html lang="en">
 <head>
@@ -101,6 +105,7 @@ internal static class StatusPage
   <tbody id="events"></tbody>
 </table>
 </div>
+<!--activity-->
 <p class="muted">Refreshed <span id="refreshed">never</span>. Raw data: <a href="status">/status</a>, <a href="metrics">/metrics</a>.</p>
 <script>
 const $ = id => document.getElementById(id);
@@ -303,6 +308,7 @@ $("models").addEventListener("click", async e => {
 refresh();
 setInterval(refresh, 2000);
 </script>
+<!--activity-script-->
 </body>
 </html>
 """;

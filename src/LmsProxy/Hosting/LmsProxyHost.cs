@@ -1,9 +1,11 @@
+using LmsProxy.Activity;
 using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
 using LmsProxy.Hosts;
 using LmsProxy.Proxy;
 using LmsProxy.Scheduling;
 using LmsProxy.Security;
+using LmsProxy.Storage;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Yarp.ReverseProxy.Configuration;
@@ -36,6 +38,12 @@ public static class LmsProxyHost
         services.AddSingleton<HostCluster>();
         services.AddSingleton<ProxyMetrics>();
         services.AddSingleton<CapacityEvents>();
+        // The store first: the scheduler and the affinity map restore from it when they are made.
+        services.AddSingleton(sp => StateOptions.From(sp.GetRequiredService<IConfiguration>()));
+        services.AddSingleton<StateStore>();
+        services.AddSingleton<IStateStore>(sp => sp.GetRequiredService<StateStore>());
+        services.AddSingleton(sp => sp.GetRequiredService<IConfiguration>().GetSection(ActivityOptions.SectionName).Get<ActivityOptions>() ?? new ActivityOptions());
+        services.AddSingleton<ActivityRecorder>();
         services.AddSingleton<Scheduler>();
         services.AddSingleton<ConversationAffinity>();
         services.AddSingleton<UpstreamInvoker>();
@@ -79,6 +87,7 @@ public static class LmsProxyHost
         app.UseMiddleware<BufferedBody>();
         app.MapHealthEndpoints();
         app.MapStatusEndpoints();
+        app.MapActivityEndpoints();
         app.MapMetricsEndpoint();
         // No routes: YARP's route pipeline is not used (the direct forwarder is), but mapping it loads the cluster and starts its health checks.
         app.MapReverseProxy();

@@ -16,6 +16,7 @@ public sealed partial class ProxyHandler
     private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, Instance? instance)
     {
         var (context, request, keepAlive) = (state.Context, state.Request, state.KeepAlive!);
+        _activity.Forwarding(context, host.Name);
         var aborted = context.RequestAborted;
         var activityTimeout = _settings.Current.ActivityTimeout;
         using var activity = CancellationTokenSource.CreateLinkedTokenSource(aborted);

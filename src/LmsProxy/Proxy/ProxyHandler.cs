@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
+using LmsProxy.Activity;
 using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
 using LmsProxy.Hosts;
@@ -37,14 +38,17 @@ public sealed partial class ProxyHandler
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly HeldBodyBudget _heldBodies;
+    private readonly ActivityRecorder _activity;
     private readonly ResiliencePipeline<Attempt> _resend;
     private readonly ConditionalWeakTable<LmStudioHost, HostTransformers> _transformers = [];
     private (LmsProxyOptions Options, ForwarderRequestConfig Config) _requestConfig;
 
     public ProxyHandler(IHttpForwarder forwarder, UpstreamInvoker invoker, ProxySettings settings, Scheduler scheduler, HostCluster cluster,
-        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory, HeldBodyBudget heldBodies)
+        ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory, HeldBodyBudget heldBodies,
+        ActivityRecorder activity)
     {
         _heldBodies = heldBodies;
+        _activity = activity;
         _time = time;
         _forwarder = forwarder;
         _invoker = invoker.Invoker;
@@ -100,6 +104,8 @@ public sealed partial class ProxyHandler
             await new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", "No LM Studio host is configured.").WriteAsync(context);
             return;
         }
+        // The activity record: inference requests always; other requests to a path LM Studio knows.
+        if (context.Request.Headers.Upgrade.Count == 0 && kind is RequestKind.Known or RequestKind.ModelList or RequestKind.ModelControl) _activity.Begin(context, _time.GetTimestamp(), null);
         var transformers = TransformersFor(host);
         HttpTransformer transformer = kind == RequestKind.ModelList
             ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
@@ -114,6 +120,7 @@ public sealed partial class ProxyHandler
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
     {
         var started = _time.GetTimestamp();
+        _activity.Begin(context, started, null); // the record, its response tap, the request's own cancellation
         var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, _heldBodies, context.RequestAborted, _scheduler);
         if (problem is not null)
         {
@@ -121,6 +128,7 @@ public sealed partial class ProxyHandler
             Record(context, null, null, "bad_request", TimeSpan.Zero, started, warm: false);
             return;
         }
+        _activity.Requested(context, request!, _scheduler.Catalog.Resolve(request!.Model)?.Key);
         using (request)
         {
             // Every forward, whichever path it takes, sends the body the proxy holds (an alias may have changed its length).
@@ -197,6 +205,7 @@ public sealed partial class ProxyHandler
 
     private async ValueTask<Attempt> AdmitAndForwardAsync(RequestState state)
     {
+        _activity.Queued(state.Context);
         var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
@@ -264,6 +273,7 @@ public sealed partial class ProxyHandler
 
     private async ValueTask<Attempt> ForwardAsync(HttpContext context, ModelRequest request, LmStudioHost host, Instance? instance, TransformMode mode)
     {
+        _activity.Forwarding(context, host.Name);
         context.Request.Body = request.OpenBody();
         if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
 
@@ -330,6 +340,7 @@ public sealed partial class ProxyHandler
             AttemptKind.Forwarded => ForwarderFailure(context, attempt.Host, attempt.Error, keepAlive),
             _ => UnfinishedError(context, attempt),
         };
+        error ??= ActivityRecorder.CancelledByOperator(context); // an operator's cancel: the client gets an error in its protocol's shape
         if (error is not null)
         {
             if (keepAlive?.Committed == true)
@@ -350,6 +361,7 @@ public sealed partial class ProxyHandler
     /// <summary>The request's metric and its one log line (on the warm path, only at Debug level).</summary>
     private void Record(HttpContext context, ModelRequest? request, LmStudioHost? host, string outcome, TimeSpan held, long started, bool warm, int resends = 0)
     {
+        _activity.End(context, host?.Name, outcome, held);
         if (request is not null || outcome != "forwarded")
         {
             var model = request is not null && _scheduler.Catalog.Resolve(request.Model) is { } known ? known.Key : ProxyMetrics.NoModel;

@@ -73,13 +73,7 @@ public sealed class StreamKeepAlive : IAsyncDisposable
     /// <summary>The protocol's own error event, then the end of the stream (the caller holds the gate).</summary>
     public async Task WriteErrorAsync(ProxyError error)
     {
-        var text = _protocol switch
-        {
-            StreamProtocol.Messages => $"event: error\ndata: {Encoding.UTF8.GetString(error.Serialize(anthropic: true))}\n\n",
-            StreamProtocol.Responses => $"event: error\ndata: {JsonSerializer.Serialize(new ResponsesErrorEvent("error", error.Code, error.Message, null, 0), ProxyJson.Default.ResponsesErrorEvent)}\n\n",
-            StreamProtocol.NativeChat => $"event: error\ndata: {JsonSerializer.Serialize(new NativeErrorEvent("error", new NativeErrorDetail(NativeType(error), error.Message, error.Code)), ProxyJson.Default.NativeErrorEvent)}\n\n",
-            _ => $"data: {Encoding.UTF8.GetString(error.Serialize(anthropic: false))}\n\ndata: [DONE]\n\n",
-        };
+        var text = ErrorEvent(_protocol, error);
         try
         {
             await WriteAsync(Encoding.UTF8.GetBytes(text), _context.RequestAborted);
@@ -89,6 +83,15 @@ public sealed class StreamKeepAlive : IAsyncDisposable
             // The client left; there is no one to tell.
         }
     }
+
+    /// <summary>The protocol's own error event (and the stream's end marker where it has one).</summary>
+    public static string ErrorEvent(StreamProtocol protocol, ProxyError error) => protocol switch
+    {
+        StreamProtocol.Messages => $"event: error\ndata: {Encoding.UTF8.GetString(error.Serialize(anthropic: true))}\n\n",
+        StreamProtocol.Responses => $"event: error\ndata: {JsonSerializer.Serialize(new ResponsesErrorEvent("error", error.Code, error.Message, null, 0), ProxyJson.Default.ResponsesErrorEvent)}\n\n",
+        StreamProtocol.NativeChat => $"event: error\ndata: {JsonSerializer.Serialize(new NativeErrorEvent("error", new NativeErrorDetail(NativeType(error), error.Message, error.Code)), ProxyJson.Default.NativeErrorEvent)}\n\n",
+        _ => $"data: {Encoding.UTF8.GetString(error.Serialize(anthropic: false))}\n\ndata: [DONE]\n\n",
+    };
 
     public async ValueTask DisposeAsync()
     {

@@ -12,6 +12,12 @@ public sealed class CapacityEvents
     private readonly Queue<CapacityEvent> _events = new();
     private readonly Lock _lock = new();
 
+    /// <summary>After each event (the activity record counts the part of a request's hold a load took).</summary>
+    public event Action<CapacityEvent>? Added;
+
+    /// <summary>A load begins (host, model): the requests waiting for the model are "loading" now.</summary>
+    public event Action<string, string>? LoadStarted;
+
     public void Add(CapacityEvent e)
     {
         lock (_lock)
@@ -19,7 +25,10 @@ public sealed class CapacityEvents
             _events.Enqueue(e);
             if (_events.Count > Capacity) _events.Dequeue();
         }
+        Added?.Invoke(e);
     }
+
+    public void LoadStarting(string host, string model) => LoadStarted?.Invoke(host, model);
 
     public IReadOnlyList<CapacityEvent> Recent()
     {

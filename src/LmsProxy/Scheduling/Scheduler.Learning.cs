@@ -36,6 +36,10 @@ public sealed partial class Scheduler
     private void LearnFromSuccess(LmStudioHost host)
     {
         var used = host.Instances.Values.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes);
-        if (host.LearnedCeilingBytes > 0 && used > host.LearnedCeilingBytes) host.LearnedCeilingBytes = used;
+        if (host.LearnedCeilingBytes > 0 && used > host.LearnedCeilingBytes)
+        {
+            host.LearnedCeilingBytes = used;
+            SaveCeiling(host);
+        }
     }
 }

@@ -75,6 +75,7 @@ public sealed partial class Scheduler
             }
 
             LogLoadStarted(_logger, model.Key, host.Name, host.Loader.Name);
+            Events.LoadStarting(host.Name, model.Key); // waiting requests are "loading" now (the activity record)
             await host.Loader.Loader.LoadAsync(model, options.SettingsFor(model.Key), timeout.Token);
 
             // Verify from the REST list (one HTTP call): the model may already be gone again (another app, a user).
@@ -87,6 +88,7 @@ public sealed partial class Scheduler
                     _vanishedLoads.Remove((host.Name, model.Key));
                     _lastErrors.Remove((host.Name, model.Key));
                     _lastLoadDurations[(host.Name, model.Key)] = elapsed;
+                    SaveLoadTime(host.Name, model.Key, elapsed);
                     MarkLoaded(instance, loaded.Instances);
                     // Budget with what LM Studio loaded (AutoFit may have chosen a larger context than asked), not with the ask.
                     instance.EstimatedBytes = Estimate(host, loaded);
@@ -247,7 +249,11 @@ public sealed partial class Scheduler
         Events.Add(new(_time.GetUtcNow(), "refusal", host.Name, model.Key, Excerpt.Of(ex.Message, 160)));
         LogRefused(_logger, model.Key, host.Name, ex.Message);
         _lastErrors[(host.Name, model.Key)] = (ex.Message, _time.GetUtcNow());
-        if (ex.RequiredBytes is { } required) _learnedFootprint[model.Key] = required;
+        if (ex.RequiredBytes is { } required)
+        {
+            _learnedFootprint[model.Key] = required;
+            SaveFootprint(model.Key, required);
+        }
         var residents = host.Instances.Values.Where(i => i.State != InstanceState.Gone).ToList();
         if (residents.Count == 0)
         {
@@ -262,6 +268,7 @@ public sealed partial class Scheduler
         }
         var ceiling = residents.Sum(i => i.EstimatedBytes) + Estimate(host, model) - 1;
         host.LearnedCeilingBytes = host.LearnedCeilingBytes == 0 ? ceiling : Math.Min(host.LearnedCeilingBytes, ceiling);
+        SaveCeiling(host);
     }
 
     private void LoadFailed(LmStudioHost host, string key, Instance instance, string message, TimeSpan elapsed)

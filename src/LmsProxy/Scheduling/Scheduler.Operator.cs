@@ -52,6 +52,7 @@ public sealed partial class Scheduler
     public void SetPinned(string key, bool pinned)
     {
         lock (_operatorPins) _operatorPins[key] = pinned;
+        SavePin(key, pinned);
         lock (_lock) Pump();
     }
 
@@ -59,6 +60,7 @@ public sealed partial class Scheduler
     public string Unload(string key)
     {
         lock (_operatorPins) _operatorPins[key] = false;
+        SavePin(key, false);
         lock (_lock)
         {
             var instances = InstancesOf(key).Where(i => i.State is InstanceState.Ready or InstanceState.Draining).ToList();

@@ -75,7 +75,7 @@ public sealed partial class Scheduler : IDisposable
     private bool _dirty;
 
     public Scheduler(HostCluster cluster, ProxySettings settings, ProxyMetrics metrics, CapacityEvents events, TimeProvider time, ILogger<Scheduler> logger,
-        IHostApplicationLifetime lifetime)
+        IHostApplicationLifetime lifetime, Storage.IStateStore? state = null)
     {
         // Stopping ends what is under way at once: loads and unloads (their lms processes are killed), and held
         // requests (503), so that the server's graceful stop does not wait for them.
@@ -97,6 +97,7 @@ public sealed partial class Scheduler : IDisposable
             }
         };
         _severalHosts = cluster.Hosts.Count > 1;
+        RestoreState(state); // pins, ceilings, footprints, load times from the last run (Scheduler.State.cs)
         metrics.Meter.CreateObservableGauge("lmsproxy.requests.held", ObserveHeld, description: "Requests held now, by model.");
         metrics.Meter.CreateObservableGauge("lmsproxy.instance.in_flight", () => ObserveInstances(i => i.InFlight), description: "Requests in flight per loaded model and host (draining ones included).");
         metrics.Meter.CreateObservableGauge("lmsproxy.host.memory.estimated_bytes", ObserveMemory, unit: "By", description: "Estimated memory of the models loaded on each host.");

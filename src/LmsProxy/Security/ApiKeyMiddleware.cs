@@ -17,7 +17,7 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings setting
     public Task InvokeAsync(HttpContext context)
     {
         var options = settings.Current;
-        if (options.ApiKeys.Count == 0 || IsOpen(context.Request.Path, options) || Presented(context.Request) is { } key && IsKnown(key, options))
+        if (options.ApiKeys.Count == 0 || IsOpen(context.Request.Path, options) || IsOpenActivity(context.Request, options) || Presented(context.Request) is { } key && IsKnown(key, options))
         {
             return next(context);
         }
@@ -27,6 +27,10 @@ public sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings setting
 
     private static bool IsOpen(PathString path, LmsProxyOptions options) =>
         path == "/healthz" || path == "/readyz" || (options.OpenStatus && (path == "/" || path == "/status" || path == "/metrics"));
+
+    // The status page's live table reads these; captured bodies (/activity/{id}) and the cancel stay behind the key.
+    private static bool IsOpenActivity(HttpRequest request, LmsProxyOptions options) =>
+        options.OpenStatus && HttpMethods.IsGet(request.Method) && (request.Path == "/activity" || request.Path == "/activity/stream" || request.Path == "/usage");
 
     private static string? Presented(HttpRequest request)
     {

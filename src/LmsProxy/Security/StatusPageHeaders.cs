@@ -24,17 +24,19 @@ public static class StatusPageHeaders
         $"default-src 'none'; script-src {HashOf(html, "script")}; style-src {HashOf(html, "style")}; connect-src 'self'; img-src 'self'; "
         + "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-    /// <summary>The CSP hash of the page's one inline element of that tag (its text exactly, between the tags).</summary>
+    /// <summary>The CSP hashes of the page's inline elements of that tag (each one's text exactly, between the tags).</summary>
     private static string HashOf(string html, string tag)
     {
-        var open = $"<{tag}>";
-        var start = html.IndexOf(open, StringComparison.Ordinal);
-        var end = html.IndexOf($"</{tag}>", StringComparison.Ordinal);
-        if (start < 0 || end < start || html.IndexOf(open, start + 1, StringComparison.Ordinal) >= 0)
+        var (open, close) = ($"<{tag}>", $"</{tag}>");
+        var hashes = new List<string>();
+        for (var start = html.IndexOf(open, StringComparison.Ordinal); start >= 0; start = html.IndexOf(open, start + 1, StringComparison.Ordinal))
         {
-            throw new InvalidOperationException($"The status page must have exactly one <{tag}> element for its Content-Security-Policy.");
+            var end = html.IndexOf(close, start, StringComparison.Ordinal);
+            if (end < 0) break;
+            var text = html[(start + open.Length)..end];
+            hashes.Add($"'sha256-{Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(text)))}'");
         }
-        var text = html[(start + open.Length)..end];
-        return $"'sha256-{Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(text)))}'";
+        if (hashes.Count == 0) throw new InvalidOperationException($"The status page has no <{tag}> element for its Content-Security-Policy.");
+        return string.Join(' ', hashes);
     }
 }

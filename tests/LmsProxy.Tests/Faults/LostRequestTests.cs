@@ -132,7 +132,7 @@ public sealed class LostRequestTests
             Assert.Equal("upstream_aborted", await response.ErrorCode());
             Assert.Contains("closed the connection before answering", await response.ErrorMessage());
         }
-        Assert.InRange(env.Simulator.State.AbortedRequests, 10, 40);
+        Assert.InRange(env.Simulator.State.PoisonedRequests, 10, 40);
         Assert.Equal(1, env.Simulator.State.LoadCount("qwen/qwen3-8b")); // the model stayed loaded: no reload storm
         var logs = env.Proxy.Logs.Lines;
         Assert.True(logs.Count < 100, $"{logs.Count} log lines");
@@ -252,7 +252,8 @@ public sealed class LostRequestTests
         var responses = await Task.WhenAll(Enumerable.Range(0, 60).Select(i => env.Client.PostAsync("/v1/chat/completions", Json.Chat($"random/name-{i % 20}"))));
 
         Assert.All(responses, r => Assert.Equal(HttpStatusCode.NotFound, r.StatusCode));
-        Assert.InRange(env.Simulator.State.CatalogReads - before, 1, 6);
+        // One read per wave of arrivals at most (a read under way is joined; a name found in none is remembered), not one per request.
+        Assert.InRange(env.Simulator.State.CatalogReads - before, 1, 12);
     }
 
     [Fact(Timeout = 30000)]

@@ -24,6 +24,8 @@ public sealed class ProxyApp : WebApplicationFactory<Program>
         {
             ["LmsProxy:Upstream"] = upstream.GetLeftPart(UriPartial.Authority),
             ["LmsProxy:Loader"] = "rest",
+            // Memory only unless a test gives a file: tests must not share the user's store.
+            ["LmsProxy:State:Path"] = "",
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) _settings[key] = value;
         // A random loopback port unless the test names its own "urls" (UseKestrel(port) races with start-up).

@@ -34,6 +34,8 @@ public sealed class DockerImageTests
             Assert.Contains(lines.Skip(runtimeStage), l => l == "COPY --from=build /app .");
             Assert.Contains(lines.Skip(runtimeStage), l => l.StartsWith("USER ", StringComparison.Ordinal));
             Assert.Contains(lines.Skip(runtimeStage), l => l.Contains("ASPNETCORE_HTTP_PORTS=8080", StringComparison.Ordinal));
+            Assert.Contains(lines.Skip(runtimeStage), l => l.Contains("LmsProxy__State__Path=/data/lmsproxy.db", StringComparison.Ordinal));
+            Assert.Contains(lines.Skip(runtimeStage), l => l == "VOLUME /data");
 
             await StartAndProbe(output);
         }
@@ -96,6 +98,7 @@ public sealed class DockerImageTests
         start.Environment["ASPNETCORE_HTTP_PORTS"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}"; // loopback here; the image listens on all interfaces
         start.Environment["LmsProxy__Upstream"] = $"http://127.0.0.1:{Eventually.UnusedPort()}";
+        start.Environment["LmsProxy__State__Path"] = Path.Combine(output, "data", "lmsproxy.db"); // the image's /data volume, here
         using var process = Process.Start(start)!;
         _ = process.StandardOutput.ReadToEndAsync();
         _ = process.StandardError.ReadToEndAsync();

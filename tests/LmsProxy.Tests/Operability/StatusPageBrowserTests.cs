@@ -36,6 +36,31 @@ public sealed class StatusPageBrowserTests(ITestOutputHelper output)
     }
 
     [Fact(Timeout = 60000)]
+    public async Task ActivityTable_ShowsAStreamInFlightAtTheTop_FinishedRequestsBelow_AndTheChartPerModel()
+    {
+        if (!ChromiumInstalled()) return;
+        await using var env = await GateEnvironment.StartAsync(new LmStudioSimulator.SimulatorOptions { TokenDelay = TimeSpan.FromMilliseconds(200), StreamEvents = 300 });
+        using (await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"))) { }
+        using (await env.Client.PostAsync("/v1/chat/completions", Json.Chat("nobody/has-this"))) { }
+        using var client = env.Proxy.Client();
+        using var stream = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json.Chat("qwen/qwen3-8b", stream: true) }, HttpCompletionOption.ResponseHeadersRead);
+        await Eventually.Until(async () => (await (await env.Client.GetAsync("/activity")).Content.ReadAsStringAsync()).Contains("\"state\":\"streaming\""));
+
+        var dom = await RenderAsync(new Uri(env.Proxy.Url, "/"));
+
+        // #, started, state, time, model, host, client, key, status, held, load, TTFT, tokens, tok/s, error, actions.
+        Assert.Matches("<tbody id=\"activity\"><tr data-activity=\"3\" class=\"live\"><td>3</td><td>[^<]+</td><td class=\"busy\">streaming</td><td>[\\d.]+ m?s</td>"
+            + "<td>qwen/qwen3-8b</td><td>default</td><td>127.0.0.1</td><td></td><td></td><td>0 ms</td><td></td><td></td><td></td><td></td><td></td>"
+            + "<td><button data-cancel=\"3\">Cancel</button></td></tr>"
+            + "<tr data-activity=\"2\"><td>2</td><td>[^<]+</td><td class=\"muted\">done</td><td>\\d+ ms</td><td>nobody/has-this</td><td></td><td>127.0.0.1</td><td></td><td class=\"bad\">404</td>.*?<td class=\"bad\">not_found</td><td></td></tr>"
+            + "<tr data-activity=\"1\"><td>1</td>.*?<td>qwen/qwen3-8b</td><td>default</td>.*?<td>200</td><td>[\\d.]+ m?s</td><td>[\\d.]+ m?s</td><td>[\\d.]+ m?s</td><td>5 → 5</td>", dom);
+        // A bar per model and minute (the tokens-per-second line needs a record with a rate, which a warm simulator's instant answer may not give).
+        Assert.Matches("<rect [^>]*data-model=\"qwen/qwen3-8b\"", dom);
+        Assert.Matches("<rect [^>]*data-model=\"nobody/has-this\"", dom);
+        Assert.Contains("<span>nobody/has-this</span>", dom);
+    }
+
+    [Fact(Timeout = 60000)]
     public async Task MemoryBar_ShowsEachLoadedModelsShareOfTheBudget()
     {
         if (!ChromiumInstalled()) return;

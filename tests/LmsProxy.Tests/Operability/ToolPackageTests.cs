@@ -105,6 +105,8 @@ public sealed class ToolPackageTests
         var start = new ProcessStartInfo(fileName, args) { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
+        // Not the user's state store: these runs keep their state in memory.
+        start.Environment["LmsProxy__State__Path"] = "";
         // The tool's launcher looks for the runtime in DOTNET_ROOT: the one running these tests.
         if (!start.Environment.ContainsKey("DOTNET_ROOT"))
         {

@@ -1,0 +1,69 @@
+using System.Collections.Concurrent;
+using LmsProxy.Storage;
+
+namespace LmsProxy.Activity;
+
+/// <summary>
+/// Requests, tokens and GPU time per UTC day, by model and by key: in memory (seeded from the store at start), and
+/// added to the store's daily rows by its writer. GPU time is a request's time from forwarding to its last byte.
+/// </summary>
+public sealed class UsageTotals
+{
+    public const string ByModel = "model";
+    public const string ByKey = "key";
+    public const string NoKey = "(none)";
+
+    private readonly ConcurrentDictionary<(DateOnly Day, string By, string Name), Row> _rows = new();
+
+    public UsageTotals(StateStore store)
+    {
+        foreach (var row in store.ReadUsage())
+        {
+            _rows[(row.Day, row.By, row.Name)] = new Row { Requests = row.Requests, PromptTokens = row.PromptTokens, CompletionTokens = row.CompletionTokens, GpuMs = row.GpuMs };
+        }
+    }
+
+    public void Add(Activity.ActivityRecord record)
+    {
+        // Only what a model served: refusals before any model was named are in the activity list, not in usage.
+        if (record.ResolvedModel is null) return;
+        var day = DateOnly.FromDateTime(record.StartedAt);
+        Add(_rows.GetOrAdd((day, ByModel, record.ResolvedModel), static _ => new Row()), record);
+        Add(_rows.GetOrAdd((day, ByKey, record.Key ?? NoKey), static _ => new Row()), record);
+    }
+
+    private static void Add(Row row, Activity.ActivityRecord record)
+    {
+        Interlocked.Increment(ref row.Requests);
+        Interlocked.Add(ref row.PromptTokens, record.PromptTokens ?? 0);
+        Interlocked.Add(ref row.CompletionTokens, record.CompletionTokens ?? 0);
+        Interlocked.Add(ref row.GpuMs, record.GpuMs);
+    }
+
+    /// <summary>The days from <paramref name="days"/> − 1 days ago to today, newest first.</summary>
+    public UsageReport Report(string by, int days, DateTimeOffset now)
+    {
+        var first = DateOnly.FromDateTime(now.UtcDateTime).AddDays(1 - days);
+        var rows = _rows.Where(r => r.Key.By == by && r.Key.Day >= first)
+            .OrderByDescending(r => r.Key.Day).ThenBy(r => r.Key.Name, StringComparer.Ordinal)
+            .Select(r => new UsageReport.Entry(r.Key.Day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), r.Key.Name,
+                Interlocked.Read(ref r.Value.Requests), Interlocked.Read(ref r.Value.PromptTokens), Interlocked.Read(ref r.Value.CompletionTokens),
+                Math.Round(Interlocked.Read(ref r.Value.GpuMs) / 1000.0, 3)))
+            .ToList();
+        return new UsageReport(by, days, rows);
+    }
+
+    private sealed class Row
+    {
+        public long Requests;
+        public long PromptTokens;
+        public long CompletionTokens;
+        public long GpuMs;
+    }
+}
+
+/// <summary>GET /usage: one entry per day and model (or key).</summary>
+public sealed record UsageReport(string By, int Days, IReadOnlyList<UsageReport.Entry> Usage)
+{
+    public sealed record Entry(string Day, string Name, long Requests, long PromptTokens, long CompletionTokens, double GpuSeconds);
+}
