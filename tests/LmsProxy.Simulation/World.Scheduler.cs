@@ -13,9 +13,14 @@ public sealed partial class World
 
     private readonly HashSet<long> _wakes = [];
 
+    /// <summary>The hosts healthy in the snapshot the policy decided on (a forward in the same round may mark one down since).</summary>
+    private readonly HashSet<string> _healthyInSnapshot = [];
+
     private void Pump()
     {
         var snapshot = View();
+        _healthyInSnapshot.Clear();
+        foreach (var host in snapshot.Hosts.Where(h => h.Healthy)) _healthyInSnapshot.Add(host.Name);
         foreach (var decision in PlacementPolicy.Decide(snapshot))
         {
             Trace(decision);
@@ -80,7 +85,7 @@ public sealed partial class World
         var model = group[0].Client.Model;
         var pin = group[0].Client.PinHost;
         var instances = grant.Hosts.Select(h => (Host: _hosts[h], Instance: Find(h, model))).ToList();
-        if (instances.Any(i => !i.Host.Healthy) && _hosts.Values.Any(h => h.Healthy && h.CanServe(model) && (pin is null || h.Name == pin)))
+        if (instances.Any(i => !_healthyInSnapshot.Contains(i.Host.Name)) && _hosts.Values.Any(h => _healthyInSnapshot.Contains(h.Name) && h.CanServe(model) && (pin is null || h.Name == pin)))
         {
             throw Violation($"failover: {model} granted on an unhealthy host while a healthy host could serve it");
         }
