@@ -36,7 +36,8 @@ public sealed partial class Scheduler
     [LoggerMessage(EventId = 27, Level = LogLevel.Warning, Message = "{Model} was loaded on {Host} but is gone again ({Count} in a row); loading it again")]
     private static partial void LogVanished(ILogger logger, string model, string host, int count);
 
-    [LoggerMessage(EventId = 28, Level = LogLevel.Warning, Message = "LM Studio answered that {Model} is not loaded on {Host}; loading it and re-sending")]
+    // Once per re-send, so Debug: the request's own line (LmsProxy.Requests, with resends=N) is its one line in the log.
+    [LoggerMessage(EventId = 28, Level = LogLevel.Debug, Message = "LM Studio answered that {Model} is not loaded on {Host}; loading it and re-sending")]
     private static partial void LogNotLoadedAbsorbed(ILogger logger, string model, string host);
 
     [LoggerMessage(EventId = 29, Level = LogLevel.Information, Message = "Every instance of {Model} is saturated: loading another on {Host}")]
