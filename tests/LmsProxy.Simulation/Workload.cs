@@ -1,20 +1,20 @@
 namespace LmsProxy.Simulation;
 
 /// <summary>A model as LM Studio has it: its size (what it really takes in memory) and how long a load takes.</summary>
-public sealed record SimModel(string Key, long Bytes, TimeSpan LoadTime);
+internal sealed record SimModel(string Key, long Bytes, TimeSpan LoadTime);
 
 /// <summary>One LM Studio host of a workload: what it really holds, what the proxy is told, what it has downloaded.</summary>
-public sealed record SimHostSpec(string Name, long TrueMemory, long ConfiguredBudget, int MaxLoadedModels, TimeSpan IdleUnloadAfter, TimeSpan? MaxSwapWait,
+internal sealed record SimHostSpec(string Name, long TrueMemory, long ConfiguredBudget, int MaxLoadedModels, TimeSpan IdleUnloadAfter, TimeSpan? MaxSwapWait,
     bool EvictForeign, int Parallel, IReadOnlyList<string> Downloaded, IReadOnlyList<string> Allowed, string? ForeignModel);
 
 /// <summary>A client that sends requests for one model back to back, each taking <see cref="Duration"/> to answer.</summary>
-public sealed record SimClient(int Id, string Model, TimeSpan Start, TimeSpan Think, TimeSpan Duration, string? PinHost);
+internal sealed record SimClient(int Id, string Model, TimeSpan Start, TimeSpan Think, TimeSpan Duration, string? PinHost);
 
 /// <summary>Something that happens to the world at a time: a host dies or comes back, a model is evicted, a setting changes.</summary>
-public sealed record SimFault(TimeSpan At, string Kind, string Host, string? Model = null, long Value = 0);
+internal sealed record SimFault(TimeSpan At, string Kind, string Host, string? Model = null, long Value = 0);
 
 /// <summary>A whole workload, generated from a seed: the same seed gives the same workload, and so the same run.</summary>
-public sealed record Workload(int Seed, IReadOnlyList<SimHostSpec> Hosts, IReadOnlyList<SimModel> Models, IReadOnlyList<SimClient> Clients,
+internal sealed record Workload(int Seed, IReadOnlyList<SimHostSpec> Hosts, IReadOnlyList<SimModel> Models, IReadOnlyList<SimClient> Clients,
     IReadOnlyList<SimFault> Faults, IReadOnlyList<string> Pinned, TimeSpan Length, double LoadFailureRate, double UnloadFailureRate, double CancelRate)
 {
     public static Workload Generate(int seed)

@@ -11,7 +11,7 @@ namespace LmsProxy.Simulation;
 /// could serve; 7 no lease on an instance that is not ready. Also: failover (no grant on a dead host while a live one
 /// could serve), one operation at a time per host, every operation ends.
 /// </summary>
-public sealed partial class World
+internal sealed partial class World
 {
     private void Check()
     {

@@ -4,7 +4,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Simulation;
 
 /// <summary>The scheduler's machinery, as the simulation models it: the snapshot, the decisions applied, loads and unloads that end.</summary>
-public sealed partial class World
+internal sealed partial class World
 {
     /// <summary>LM Studio's guardrail estimates 1.15 times the file; the proxy plans with the file plus 10 %: it can be refused.</summary>
     private static long TrueNeed(SimModel model) => (long)(model.Bytes * 1.15);

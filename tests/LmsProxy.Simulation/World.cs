@@ -12,7 +12,7 @@ namespace LmsProxy.Simulation;
 /// policy is asked, its decisions applied, and the invariants checked (<see cref="Invariants"/>). (Why this file is
 /// long: it is one event loop, and splitting it would spread its state over several files.)
 /// </summary>
-public sealed partial class World
+internal sealed partial class World
 {
     private static readonly TimeSpan UnloadTime = TimeSpan.FromMilliseconds(300);
     private static readonly TimeSpan HoldTimeout = TimeSpan.FromMinutes(5);
@@ -230,7 +230,7 @@ public sealed partial class World
     }
 }
 
-public enum RequestState
+internal enum RequestState
 {
     Waiting,
     Running,
@@ -240,7 +240,7 @@ public enum RequestState
     Cancelled,
 }
 
-public sealed class SimRequest(int id, SimClient client, long arrived, long deadlineAt)
+internal sealed class SimRequest(int id, SimClient client, long arrived, long deadlineAt)
 {
     public int Id { get; } = id;
     public SimClient Client { get; } = client;
@@ -261,7 +261,7 @@ public sealed class SimRequest(int id, SimClient client, long arrived, long dead
     public bool Disturbed { get; set; }
 }
 
-public sealed class SimInstance(string model, long bytes, int parallel)
+internal sealed class SimInstance(string model, long bytes, int parallel)
 {
     public string Model { get; } = model;
     public long Bytes { get; } = bytes;
@@ -274,7 +274,7 @@ public sealed class SimInstance(string model, long bytes, int parallel)
     public bool UnloadWhenDrained { get; set; }
 }
 
-public sealed class SimHost(SimHostSpec spec)
+internal sealed class SimHost(SimHostSpec spec)
 {
     public SimHostSpec Spec { get; } = spec;
     public string Name => Spec.Name;
@@ -295,4 +295,4 @@ public sealed class SimHost(SimHostSpec spec)
     public bool CanServe(string model) => Spec.Downloaded.Contains(model) && Allows(model);
 }
 
-public sealed class InvariantViolation(string message) : Exception(message);
+internal sealed class InvariantViolation(string message) : Exception(message);

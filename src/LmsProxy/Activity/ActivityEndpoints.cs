@@ -9,7 +9,7 @@ namespace LmsProxy.Activity;
 /// event), GET /activity/{id} (one record, with captured bodies), POST /activity/{id}/cancel (an operator action:
 /// the X-LmsProxy-Action header, like POST /models/...), GET /usage (per day, by model or key).
 /// </summary>
-public static class ActivityEndpoints
+internal static class ActivityEndpoints
 {
     public const int MaxLimit = 1000;
 

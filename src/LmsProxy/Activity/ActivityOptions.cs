@@ -1,7 +1,7 @@
 namespace LmsProxy.Activity;
 
 /// <summary>Which request and response bodies the record keeps.</summary>
-public enum CaptureMode
+internal enum CaptureMode
 {
     None,
     Failed,
@@ -9,7 +9,7 @@ public enum CaptureMode
 }
 
 /// <summary>The <c>LmsProxy:Activity</c> section, read once at start.</summary>
-public sealed class ActivityOptions
+internal sealed class ActivityOptions
 {
     public const string SectionName = "LmsProxy:Activity";
 

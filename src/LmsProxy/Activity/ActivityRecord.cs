@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace LmsProxy.Activity;
 
 /// <summary>Where a request is now; in flight until <see cref="Done"/>.</summary>
-public enum ActivityState
+internal enum ActivityState
 {
     [JsonStringEnumMemberName("queued")] Queued,
     [JsonStringEnumMemberName("loading")] Loading,
@@ -18,7 +18,7 @@ public enum ActivityState
 /// Written by the request's own thread (and the load events for its hold), read by the endpoints as it changes:
 /// every field is a word or a reference, so a reader sees each whole, and an in-flight record may be a few ms behind.
 /// </summary>
-public sealed class ActivityRecord : IDisposable
+internal sealed class ActivityRecord : IDisposable
 {
     public long Id { get; init; }
     /// <summary>UTC (written with a Z).</summary>
@@ -103,4 +103,4 @@ public sealed class ActivityRecord : IDisposable
 [JsonSerializable(typeof(UsageReport))]
 internal sealed partial class ActivityJson : JsonSerializerContext;
 
-public sealed record ActivityList(IReadOnlyList<ActivityRecord> Requests);
+internal sealed record ActivityList(IReadOnlyList<ActivityRecord> Requests);

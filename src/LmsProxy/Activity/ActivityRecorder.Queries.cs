@@ -3,7 +3,7 @@ using System.Threading.Channels;
 namespace LmsProxy.Activity;
 
 /// <summary>What the endpoints read: the list (in flight, recent in memory, older from the store) and the change feed.</summary>
-public sealed partial class ActivityRecorder
+internal sealed partial class ActivityRecorder
 {
     private volatile Channel<ActivityRecord>[] _subscribers = [];
     private readonly Lock _subscribersLock = new();

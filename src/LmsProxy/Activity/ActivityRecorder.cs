@@ -12,7 +12,7 @@ namespace LmsProxy.Activity;
 /// and the store (written off the request path). The warm path pays a record, a body tap and a linked cancellation
 /// source per request, no lock held for more than a few instructions and no I/O.
 /// </summary>
-public sealed partial class ActivityRecorder : IDisposable
+internal sealed partial class ActivityRecorder : IDisposable
 {
     private readonly ActivityOptions _options;
     private readonly ProxyMetrics _metrics;

@@ -7,7 +7,7 @@ namespace LmsProxy.Activity;
 /// Requests, tokens and GPU time per UTC day, by model and by key: in memory (seeded from the store at start), and
 /// added to the store's daily rows by its writer. GPU time is a request's time from forwarding to its last byte.
 /// </summary>
-public sealed class UsageTotals
+internal sealed class UsageTotals
 {
     public const string ByModel = "model";
     public const string ByKey = "key";
@@ -63,7 +63,7 @@ public sealed class UsageTotals
 }
 
 /// <summary>GET /usage: one entry per day and model (or key).</summary>
-public sealed record UsageReport(string By, int Days, IReadOnlyList<UsageReport.Entry> Usage)
+internal sealed record UsageReport(string By, int Days, IReadOnlyList<UsageReport.Entry> Usage)
 {
     public sealed record Entry(string Day, string Name, long Requests, long PromptTokens, long CompletionTokens, double GpuSeconds);
 }

@@ -1,7 +1,7 @@
 namespace LmsProxy.Configuration;
 
 /// <summary>The <c>LmsProxy</c> configuration section. Every default here is also written out in appsettings.json.</summary>
-public sealed class LmsProxyOptions
+internal sealed class LmsProxyOptions
 {
     public const string SectionName = "LmsProxy";
 
@@ -105,14 +105,14 @@ public sealed class LmsProxyOptions
         : [.. Hosts.Values.OrderBy(h => h.Name, StringComparer.Ordinal)];
 }
 
-public enum LoaderKind
+internal enum LoaderKind
 {
     Auto,
     Lms,
     Rest,
 }
 
-public enum StreamKeepAliveMode
+internal enum StreamKeepAliveMode
 {
     Off,
     Comment,
@@ -120,7 +120,7 @@ public enum StreamKeepAliveMode
 }
 
 /// <summary>One LM Studio server behind the proxy (<c>LmsProxy:Hosts:&lt;name&gt;</c>).</summary>
-public sealed class LmStudioHostOptions
+internal sealed class LmStudioHostOptions
 {
     /// <summary>The host's name (its key under Hosts); "default" for the single Upstream.</summary>
     public string Name { get; set; } = "default";
@@ -140,7 +140,7 @@ public sealed class LmStudioHostOptions
 }
 
 /// <summary>How much one LM Studio host may hold, and when the proxy unloads (<c>LmsProxy:Capacity</c>).</summary>
-public sealed class CapacityOptions
+internal sealed class CapacityOptions
 {
     /// <summary>Most models loaded at once; 0: no count limit.</summary>
     public int MaxLoadedModels { get; set; }
@@ -172,7 +172,7 @@ public sealed class CapacityOptions
     public CapacityOptions Clone() => (CapacityOptions)MemberwiseClone();
 }
 
-public sealed class LmsCliOptions
+internal sealed class LmsCliOptions
 {
     /// <summary>Path to the lms executable; empty means: search PATH, then ~/.lmstudio/bin/lms.</summary>
     public string? Path { get; set; }
@@ -181,7 +181,7 @@ public sealed class LmsCliOptions
     public TimeSpan Timeout { get; set; } = TimeSpan.FromMinutes(5);
 }
 
-public sealed class ModelLoadSettings
+internal sealed class ModelLoadSettings
 {
     public static readonly ModelLoadSettings Default = new();
 

@@ -4,7 +4,7 @@ using LmsProxy.Models;
 namespace LmsProxy.Configuration;
 
 /// <summary>Checks a bound <see cref="LmsProxyOptions"/>; returns the problems as one-line sentences.</summary>
-public static class OptionsValidation
+internal static class OptionsValidation
 {
     public static List<string> Validate(LmsProxyOptions o)
     {

@@ -6,7 +6,7 @@ namespace LmsProxy.Configuration;
 /// The settings in force. Bound and validated at start-up (invalid stops the program); re-bound when
 /// appsettings.json changes on disk, where an invalid edit is logged and the last good settings stay.
 /// </summary>
-public sealed partial class ProxySettings : IDisposable
+internal sealed partial class ProxySettings : IDisposable
 {
     private readonly IConfiguration _configuration;
     private readonly ILogger<ProxySettings> _logger;
@@ -74,7 +74,7 @@ public sealed partial class ProxySettings : IDisposable
     private static partial void LogApplied(ILogger logger);
 }
 
-public sealed class InvalidSettingsException(IReadOnlyList<string> errors)
+internal sealed class InvalidSettingsException(IReadOnlyList<string> errors)
     : Exception("Invalid configuration: " + string.Join(" ", errors))
 {
     public IReadOnlyList<string> Errors { get; } = errors;

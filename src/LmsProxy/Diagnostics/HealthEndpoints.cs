@@ -3,7 +3,7 @@ using LmsProxy.Scheduling;
 namespace LmsProxy.Diagnostics;
 
 /// <summary>/healthz: the proxy is alive. /readyz: at least one LM Studio host behind it answers.</summary>
-public static class HealthEndpoints
+internal static class HealthEndpoints
 {
     public static void MapHealthEndpoints(this IEndpointRouteBuilder app)
     {

@@ -12,7 +12,7 @@ namespace LmsProxy.Diagnostics;
 /// YARP's unused data protection left out too, idle resident memory went from 82 to 68 MiB). Names follow
 /// OpenTelemetry's Prometheus conventions (dots to underscores, unit suffix, _total for counters).
 /// </summary>
-public sealed class PrometheusMetrics : IDisposable
+internal sealed class PrometheusMetrics : IDisposable
 {
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -205,7 +205,7 @@ public sealed class PrometheusMetrics : IDisposable
     }
 }
 
-public static class MetricsEndpoint
+internal static class MetricsEndpoint
 {
     /// <summary>GET /metrics. The listener starts here, at start-up, so that no load or unload goes uncounted.</summary>
     public static void MapMetricsEndpoint(this IEndpointRouteBuilder app)

@@ -9,7 +9,7 @@ namespace LmsProxy.Diagnostics;
 /// the exporter reads when scraped. Model labels are limited to models some host lists, so hostile names cannot
 /// grow the series; the caller passes "(none)" for anything else.
 /// </summary>
-public sealed class ProxyMetrics
+internal sealed class ProxyMetrics
 {
     public const string MeterName = "LmsProxy";
     public const string NoModel = "(none)";

@@ -8,7 +8,7 @@ namespace LmsProxy.Diagnostics;
 /// /unload, /pin, /unpin: an operator's hand on the scheduler, protected like /status, and only with the
 /// X-LmsProxy-Action header (which a cross-site form cannot send).
 /// </summary>
-public static class StatusEndpoints
+internal static class StatusEndpoints
 {
     public const string ActionHeader = "X-LmsProxy-Action";
 
@@ -66,7 +66,7 @@ public static class StatusEndpoints
 }
 
 /// <summary>The JSON of GET /status (camelCase).</summary>
-public sealed record StatusReport(
+internal sealed record StatusReport(
     string Version,
     StatusReport.UpstreamStatus Upstream,
     StatusReport.LoaderStatus Loader,

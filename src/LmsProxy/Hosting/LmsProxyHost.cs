@@ -14,7 +14,7 @@ using Yarp.ReverseProxy.Forwarder;
 namespace LmsProxy.Hosting;
 
 /// <summary>How the pieces are put together: services, then endpoints.</summary>
-public static class LmsProxyHost
+internal static class LmsProxyHost
 {
     /// <summary>The WebSocket namespaces LM Studio's SDKs and `lms --host` open on the server's port.</summary>
     public static readonly string[] WebSocketNamespaces = ["llm", "embedding", "system", "diagnostics", "files", "repository", "runtime", "plugins"];

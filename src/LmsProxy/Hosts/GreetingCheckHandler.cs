@@ -8,7 +8,7 @@ namespace LmsProxy.Hosts;
 /// (and so may anything else on that port). This handler, in the cluster's HTTP client that YARP probes with, turns a
 /// /lmstudio-greeting answer without <c>"lmstudio": true</c> into a 503, so YARP's own policy sees a failure.
 /// </summary>
-public sealed class GreetingCheckHandler : DelegatingHandler
+internal sealed class GreetingCheckHandler : DelegatingHandler
 {
     public const string Path = "/lmstudio-greeting";
 
@@ -25,7 +25,7 @@ public sealed class GreetingCheckHandler : DelegatingHandler
 }
 
 /// <summary>The HTTP client YARP creates for the cluster (used for its health probes), with the greeting check inside.</summary>
-public sealed class HealthProbeClientFactory : ForwarderHttpClientFactory
+internal sealed class HealthProbeClientFactory : ForwarderHttpClientFactory
 {
     protected override HttpMessageHandler WrapHandler(ForwarderHttpClientContext context, HttpMessageHandler handler) =>
         new GreetingCheckHandler { InnerHandler = base.WrapHandler(context, handler) };

@@ -12,7 +12,7 @@ namespace LmsProxy.Hosts;
 /// probing /lmstudio-greeting, and passive health set when a forward cannot reach a host. Placement is the
 /// scheduler's (YARP's load balancing cannot await a load); liveness is YARP's. Kept in step with the settings.
 /// </summary>
-public sealed partial class HostCluster
+internal sealed partial class HostCluster
 {
     public const string ClusterId = "lmstudio";
 

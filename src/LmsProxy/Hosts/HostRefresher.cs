@@ -9,7 +9,7 @@ namespace LmsProxy.Hosts;
 /// preloaded models loaded (at start-up without blocking it, and whenever LM Studio dropped one), and reads lms's
 /// model paths ahead of the first cold request.
 /// </summary>
-public sealed partial class HostRefresher(
+internal sealed partial class HostRefresher(
     HostCluster cluster,
     Scheduler scheduler,
     ProxySettings settings,

@@ -11,7 +11,7 @@ namespace LmsProxy.Hosts;
 /// and what it holds. The model state (catalog, instances, learned limits) is owned by the <see cref="Scheduler"/>
 /// and changed only under its lock; the warm path reads <see cref="IsHealthy"/> and nothing else.
 /// </summary>
-public sealed class LmStudioHost
+internal sealed class LmStudioHost
 {
     private readonly Func<string, DestinationState?> _findDestination;
     private DestinationState? _destination;

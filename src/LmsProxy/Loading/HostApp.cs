@@ -8,7 +8,7 @@ namespace LmsProxy.Loading;
 /// LM Studio host; its greeting is assumed to name it (an "app" or "product" field mentioning bionic), as no source
 /// shows the real one.
 /// </summary>
-public sealed record HostApp(string Name, string? Version)
+internal sealed record HostApp(string Name, string? Version)
 {
     public bool IsBionic => Name.Contains("Bionic", StringComparison.OrdinalIgnoreCase);
 
@@ -34,7 +34,7 @@ public sealed record HostApp(string Name, string? Version)
 }
 
 /// <summary>Instance id → the variant key whose weights it holds, as read right after the proxy loaded it (F3).</summary>
-public sealed class VariantLedger
+internal sealed class VariantLedger
 {
     private readonly ConcurrentDictionary<string, string> _byInstance = new(StringComparer.OrdinalIgnoreCase);
 

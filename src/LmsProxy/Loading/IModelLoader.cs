@@ -6,7 +6,7 @@ using LmsProxy.Models;
 namespace LmsProxy.Loading;
 
 /// <summary>Loads and unloads models on one LM Studio, exactly (never a similar name, never a duplicate instance).</summary>
-public interface IModelLoader
+internal interface IModelLoader
 {
     /// <summary>"lms" or "rest".</summary>
     string Name { get; }
@@ -20,7 +20,7 @@ public interface IModelLoader
 }
 
 /// <summary>Why LM Studio refused a load, read from its words (status codes vary by version): capacity-signals.md §6.</summary>
-public enum LoadFailureKind
+internal enum LoadFailureKind
 {
     /// <summary>Not a matter of memory: the model is broken, lms failed, LM Studio is too old.</summary>
     Other,
@@ -32,7 +32,7 @@ public enum LoadFailureKind
     Ambiguous,
 }
 
-public sealed partial class ModelLoadException(string message, LoadFailureKind kind = LoadFailureKind.Other, long? requiredBytes = null, Exception? inner = null)
+internal sealed partial class ModelLoadException(string message, LoadFailureKind kind = LoadFailureKind.Other, long? requiredBytes = null, Exception? inner = null)
     : Exception(message, inner)
 {
     public LoadFailureKind Kind { get; } = kind;
@@ -74,10 +74,10 @@ public sealed partial class ModelLoadException(string message, LoadFailureKind k
 }
 
 /// <summary>LM Studio answers but refuses the proxy's own calls (its authentication is on and the host's API key is not set).</summary>
-public sealed class UpstreamRefusedException(string message) : Exception(message);
+internal sealed class UpstreamRefusedException(string message) : Exception(message);
 
 /// <summary>LM Studio could not be reached at all.</summary>
-public sealed class UpstreamUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+internal sealed class UpstreamUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
 internal static class Excerpt
 {

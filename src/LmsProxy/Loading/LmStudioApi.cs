@@ -14,7 +14,7 @@ namespace LmsProxy.Loading;
 /// <see cref="UpstreamUnavailableException"/>: a silent host is unavailable, never a cancellation that callers (a
 /// request, a background loop) would mistake for their own.
 /// </remarks>
-public sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, string hostName = "default", Func<TimeSpan>? timeout = null)
+internal sealed class LmStudioApi(HttpClient http, Uri baseUrl, string? apiKey, string hostName = "default", Func<TimeSpan>? timeout = null)
 {
     private TimeSpan Timeout => timeout?.Invoke() ?? TimeSpan.FromSeconds(30);
 

@@ -19,7 +19,7 @@ namespace LmsProxy.Loading;
 /// of file (a picker then exits instead of waiting), <c>LMS_LANG=en</c> (its words are classified), a hard time limit,
 /// and load's stdout (spinner frames, ANSI codes) is read for its percentage only, never parsed as JSON.
 /// </summary>
-public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings, LmStudioApi? api = null, ILogger? logger = null) : IModelLoader
+internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings, LmStudioApi? api = null, ILogger? logger = null) : IModelLoader
 {
     /// <summary>Flags an older lms may not know; each is dropped (once, for good) when lms says so.</summary>
     private static readonly string[] OptionalFlags = ["--local"];
@@ -245,7 +245,7 @@ public sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings
 }
 
 /// <summary>One entry of <c>lms ps --json</c> (contract §3.4), with the fields the proxy budgets and filters on.</summary>
-public sealed record LmsInstance(
+internal sealed record LmsInstance(
     [property: JsonPropertyName("identifier")] string? Identifier,
     [property: JsonPropertyName("modelKey")] string? ModelKey,
     [property: JsonPropertyName("deviceIdentifier")] string? DeviceIdentifier,

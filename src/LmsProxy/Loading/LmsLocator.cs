@@ -6,7 +6,7 @@ namespace LmsProxy.Loading;
 /// a Windows install may keep lms.exe in either layout, and `lms bootstrap` puts it on the User PATH only, which a
 /// service does not see.
 /// </summary>
-public static class LmsLocator
+internal static class LmsLocator
 {
     /// <param name="home">The user's home folder; null: this process's.</param>
     /// <param name="windows">Look for lms.exe; null: by the OS this runs on.</param>

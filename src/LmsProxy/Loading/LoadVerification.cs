@@ -7,7 +7,7 @@ namespace LmsProxy.Loading;
 /// selected now, and that can change between the proxy's last look and the load (F3); other weights than the ones the
 /// proxy planned for are never served silently.
 /// </summary>
-public static class LoadVerification
+internal static class LoadVerification
 {
     public static async Task CheckVariantAsync(LmStudioApi api, CatalogModel planned, string instanceId, CancellationToken cancellationToken)
     {

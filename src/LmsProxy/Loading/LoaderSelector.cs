@@ -5,7 +5,7 @@ namespace LmsProxy.Loading;
 
 /// <summary>Which loader a host uses and why.</summary>
 /// <param name="ChosenBecause">Why it was chosen; <see cref="Reason"/> adds what was learned since (e.g. a flag lms does not know).</param>
-public sealed record LoaderChoice(string Name, string? LmsPath, string ChosenBecause, IModelLoader Loader)
+internal sealed record LoaderChoice(string Name, string? LmsPath, string ChosenBecause, IModelLoader Loader)
 {
     public string Reason => Loader is LmsCliLoader { Notes: { Length: > 0 } notes } ? ChosenBecause + " " + notes : ChosenBecause;
 }
@@ -14,7 +14,7 @@ public sealed record LoaderChoice(string Name, string? LmsPath, string ChosenBec
 /// Chooses a host's loader: lms for an LM Studio on this machine when it is installed, else REST. Never lms for a
 /// remote host with a token: lms --host cannot send one (F6).
 /// </summary>
-public static class LoaderSelector
+internal static class LoaderSelector
 {
     public const string InstallHint = "Install it with LM Studio's `lms bootstrap` (after running LM Studio once) or `npx lmstudio install-cli`, or set LmsProxy:Lms:Path.";
 

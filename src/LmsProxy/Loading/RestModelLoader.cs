@@ -7,7 +7,7 @@ namespace LmsProxy.Loading;
 /// Loads and unloads through LM Studio's REST API (POST /api/v1/models/load, /unload): exact key, no process to run.
 /// Only a base key loads (a variant key gets 404 model_not_found, F3/F13), so the variant it got is checked after.
 /// </summary>
-public sealed class RestModelLoader(LmStudioApi api) : IModelLoader
+internal sealed class RestModelLoader(LmStudioApi api) : IModelLoader
 {
     public string Name => "rest";
 

@@ -5,7 +5,7 @@ namespace LmsProxy.Loading;
 /// whether a token was sent at all, and the setting that holds it. The error code is upstream_auth_failed, a 502:
 /// the client did nothing wrong, the proxy's credentials for that host are missing or refused.
 /// </summary>
-public static class UpstreamAuth
+internal static class UpstreamAuth
 {
     public const string Code = "upstream_auth_failed";
 

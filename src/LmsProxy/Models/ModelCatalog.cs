@@ -4,7 +4,7 @@ namespace LmsProxy.Models;
 /// <param name="ContextLength">The context LM Studio reports it loaded, which AutoFit can make far larger than asked (F22).</param>
 /// <param name="Parallel">Its slots as LM Studio reports them: 4 for every REST or JIT load (F14).</param>
 /// <param name="DeviceIdentifier">The LM Link device it runs on (lms ps --json); null: this machine, or not known (F10).</param>
-public sealed record LoadedInstance(string Id, int? ContextLength = null, int? Parallel = null, string? DeviceIdentifier = null)
+internal sealed record LoadedInstance(string Id, int? ContextLength = null, int? Parallel = null, string? DeviceIdentifier = null)
 {
     /// <summary>Another machine's instance (LM Link): it costs this host no memory, and the proxy must never unload it.</summary>
     public bool IsRemote => DeviceIdentifier is not null;
@@ -15,7 +15,7 @@ public sealed record LoadedInstance(string Id, int? ContextLength = null, int? P
 /// <param name="Variants">A multi-variant model's variant keys ("key@quant"); empty for a single-file model (F3).</param>
 /// <param name="SelectedVariant">The variant a load of the base key gets now; it can change under the proxy (F3).</param>
 /// <param name="Quantization">The quantization LM Studio lists (of the selected variant), e.g. "Q4_K_M" or "8bit".</param>
-public sealed record CatalogModel(string Key, string Type, IReadOnlyList<LoadedInstance> Instances, long SizeBytes = 0, int? MaxContextLength = null,
+internal sealed record CatalogModel(string Key, string Type, IReadOnlyList<LoadedInstance> Instances, long SizeBytes = 0, int? MaxContextLength = null,
     IReadOnlyList<string>? Variants = null, string? SelectedVariant = null, string? Quantization = null)
 {
     public bool IsLoaded => Instances.Count > 0;
@@ -30,7 +30,7 @@ public sealed record CatalogModel(string Key, string Type, IReadOnlyList<LoadedI
 }
 
 /// <summary>Downloaded models at one moment (one host's, or the union of all hosts'), and how client-sent names map onto them.</summary>
-public sealed class ModelCatalog
+internal sealed class ModelCatalog
 {
     public static readonly ModelCatalog Empty = new([]);
 

@@ -1,7 +1,7 @@
 namespace LmsProxy.Models;
 
 /// <summary>Rules for model names that come from clients: they may end up as an <c>lms</c> argument.</summary>
-public static class ModelName
+internal static class ModelName
 {
     public const int MaxLength = 256;
 

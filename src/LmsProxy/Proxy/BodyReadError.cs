@@ -4,7 +4,7 @@ namespace LmsProxy.Proxy;
 /// What a client hears when its request body cannot be read: a body over the limit is a 413, broken framing (a bad
 /// chunk size, a body cut short) a 400, both in the protocol's error shape. Never a 500: it is the client's input.
 /// </summary>
-public static class BodyReadError
+internal static class BodyReadError
 {
     public static ProxyError TooLarge(long limit) =>
         new(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"The request body is larger than {limit} bytes (LmsProxy:MaxRequestBodyBytes).");

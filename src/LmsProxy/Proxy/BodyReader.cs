@@ -6,7 +6,7 @@ namespace LmsProxy.Proxy;
 /// Reads a request body whole into a buffer charged to the <see cref="HeldBodyBudget"/>. Too large is a 413, the
 /// budget spent a 503 with Retry-After, broken framing a 400; the caller gives the buffer back to the budget.
 /// </summary>
-public static class BodyReader
+internal static class BodyReader
 {
     public readonly record struct Result(byte[]? Buffer, int Length, ProxyError? Error);
 

@@ -9,7 +9,7 @@ namespace LmsProxy.Proxy;
 /// here with a clean 400 or 413, instead of failing inside YARP's copy to LM Studio (a 400 with .NET's own words, and
 /// a warning with a stack trace in the log for each one). These bodies are small; the budget holds the rest.
 /// </summary>
-public sealed partial class BufferedBody(RequestDelegate next, ProxySettings settings, HeldBodyBudget budget, ILoggerFactory loggerFactory)
+internal sealed partial class BufferedBody(RequestDelegate next, ProxySettings settings, HeldBodyBudget budget, ILoggerFactory loggerFactory)
 {
     private readonly ILogger _logger = loggerFactory.CreateLogger("LmsProxy.Requests");
 

@@ -7,7 +7,7 @@ namespace LmsProxy.Proxy;
 /// before it waits for its model, so without a cap 1,000 held requests per model of 32 MiB each could take all the
 /// memory. Each buffer is charged by its length while a request holds it, and given back when the request ends.
 /// </summary>
-public sealed class HeldBodyBudget
+internal sealed class HeldBodyBudget
 {
     /// <summary>Buffers up to this size come from, and go back to, the shared pool; larger ones are left to the GC.</summary>
     public const int PooledUpTo = 1024 * 1024;

@@ -12,7 +12,7 @@ namespace LmsProxy.Proxy;
 /// lists only loaded ones; with several hosts it lists only its own) and the configured aliases, so model pickers
 /// can offer all the proxy can serve. When nothing is missing the body passes through byte for byte.
 /// </summary>
-public sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
+internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
 {
     public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
         requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);

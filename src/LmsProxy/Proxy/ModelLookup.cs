@@ -7,7 +7,7 @@ namespace LmsProxy.Proxy;
 /// GET /v1/models/{id}: LM Studio has no such endpoint (it answers 200 "Unexpected endpoint"), yet OpenAI clients call it
 /// (models.retrieve). The proxy answers from its catalog in OpenAI's model shape; aliases resolve too.
 /// </summary>
-public static class ModelLookup
+internal static class ModelLookup
 {
     public const string Prefix = "/v1/models/";
 

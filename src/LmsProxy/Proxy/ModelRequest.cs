@@ -9,7 +9,7 @@ namespace LmsProxy.Proxy;
 /// An inference request, read whole so it can be re-sent: its body (in a buffer charged to the held-body budget, given
 /// back on dispose) and what the proxy needs from it: the model, whether it streams, and the conversation it continues.
 /// </summary>
-public sealed class ModelRequest : IDisposable
+internal sealed class ModelRequest : IDisposable
 {
     private readonly HeldBodyBudget _budget;
     private byte[]? _buffer;
@@ -50,12 +50,12 @@ public sealed class ModelRequest : IDisposable
 }
 
 /// <summary>A request body the proxy holds whole; <see cref="UpstreamInvoker"/> sends it in one write with the headers.</summary>
-public sealed class WholeBody(byte[] buffer, int length) : MemoryStream(buffer, 0, length, writable: false)
+internal sealed class WholeBody(byte[] buffer, int length) : MemoryStream(buffer, 0, length, writable: false)
 {
     public ReadOnlyMemory<byte> Content { get; } = buffer.AsMemory(0, length);
 }
 
-public static class ModelRequestReader
+internal static class ModelRequestReader
 {
     /// <summary>Reads and checks the body; exactly one of the results is non-null.</summary>
     /// <param name="scheduler">When given, a variant name ("key@quant") is resolved against what LM Studio lists (<see cref="VariantRequests"/>).</param>

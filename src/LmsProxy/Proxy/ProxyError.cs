@@ -7,7 +7,7 @@ namespace LmsProxy.Proxy;
 /// An error the proxy answers itself, in the shape the client's SDK parses: OpenAI's {"error":{"message","type","code"}},
 /// or Anthropic's {"type":"error","error":{"type","message"}} on /v1/messages.
 /// </summary>
-public sealed record ProxyError(int Status, string Code, string Message, TimeSpan? RetryAfter = null)
+internal sealed record ProxyError(int Status, string Code, string Message, TimeSpan? RetryAfter = null)
 {
     public string Type => Status switch
     {
@@ -53,18 +53,18 @@ public sealed record ProxyError(int Status, string Code, string Message, TimeSpa
     public static ProxyError BadRequest(string code, string message) => new(StatusCodes.Status400BadRequest, code, message);
 }
 
-public sealed record ErrorBody([property: JsonPropertyName("error")] ErrorDetail Error);
+internal sealed record ErrorBody([property: JsonPropertyName("error")] ErrorDetail Error);
 
-public sealed record ErrorDetail(
+internal sealed record ErrorDetail(
     [property: JsonPropertyName("message")] string Message,
     [property: JsonPropertyName("type")] string Type,
     [property: JsonPropertyName("code")] string Code);
 
-public sealed record AnthropicErrorBody(
+internal sealed record AnthropicErrorBody(
     [property: JsonPropertyName("type")] string Type,
     [property: JsonPropertyName("error")] AnthropicErrorDetail Error);
 
-public sealed record AnthropicErrorDetail(
+internal sealed record AnthropicErrorDetail(
     [property: JsonPropertyName("type")] string Type,
     [property: JsonPropertyName("message")] string Message);
 

@@ -11,7 +11,7 @@ namespace LmsProxy.Proxy;
 /// body's length), and it keeps the same rules: the activity time-out, response ids noted for affinity, a "not loaded"
 /// answer or a failure before any answer held back for a re-send. Anything else becomes an in-stream error event.
 /// </summary>
-public sealed partial class ProxyHandler
+internal sealed partial class ProxyHandler
 {
     private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, Instance? instance)
     {

@@ -20,7 +20,7 @@ namespace LmsProxy.Proxy;
 /// YARP's direct forwarder is used because only it can send one request twice. (The forward into a stream that
 /// keep-alives started is in ProxyHandler.StartedStream.cs; client load/unload routing in ModelControl.cs.)
 /// </summary>
-public sealed partial class ProxyHandler
+internal sealed partial class ProxyHandler
 {
     /// <summary>Re-sends of one request at most, whatever its deadline (each one goes through the scheduler again).</summary>
     public const int MaxResends = 40;

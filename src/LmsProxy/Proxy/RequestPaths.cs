@@ -1,7 +1,7 @@
 namespace LmsProxy.Proxy;
 
 /// <summary>What the proxy does with a request, by its method and path.</summary>
-public enum RequestKind
+internal enum RequestKind
 {
     /// <summary>An inference request: its JSON body names a model that must be loaded first.</summary>
     Inference,
@@ -26,7 +26,7 @@ public enum RequestKind
 }
 
 /// <summary>The one place that knows LM Studio's paths: which carry a model, which the proxy answers, which are known.</summary>
-public static class RequestPaths
+internal static class RequestPaths
 {
     // Load/unload/download name a model too, but those are requests *about* loading: not held for a load.
     private static readonly HashSet<string> InferencePaths = new(StringComparer.OrdinalIgnoreCase)

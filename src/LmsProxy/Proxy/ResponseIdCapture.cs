@@ -9,7 +9,7 @@ namespace LmsProxy.Proxy;
 /// response.created event's); /api/v1/chat: "response_id" (in the body, or in the chat.end event at the end).
 /// The id is reported before the bytes that carry it reach the client, so the next turn always finds it.
 /// </summary>
-public sealed class ResponseIdCapture(Stream inner, byte[] field, Action<string> found) : Stream
+internal sealed class ResponseIdCapture(Stream inner, byte[] field, Action<string> found) : Stream
 {
     private const int MaxIdLength = 256;
     private readonly List<byte> _window = [];

@@ -12,7 +12,7 @@ namespace LmsProxy.Proxy;
 /// caller streams the answer itself (<see cref="ProxyHandler"/>), and a failure arrives as an in-stream error event.
 /// A gate keeps the no-ops and the real answer from interleaving.
 /// </summary>
-public sealed class StreamKeepAlive : IAsyncDisposable
+internal sealed class StreamKeepAlive : IAsyncDisposable
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(3);
 
@@ -163,7 +163,7 @@ public sealed class StreamKeepAlive : IAsyncDisposable
 }
 
 /// <summary>The streaming protocols whose no-ops and error events differ.</summary>
-public enum StreamProtocol
+internal enum StreamProtocol
 {
     Chat,
     Completions,
@@ -172,7 +172,7 @@ public enum StreamProtocol
     NativeChat,
 }
 
-public static class StreamProtocols
+internal static class StreamProtocols
 {
     public static StreamProtocol Of(PathString path)
     {

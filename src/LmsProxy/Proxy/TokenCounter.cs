@@ -9,7 +9,7 @@ namespace LmsProxy.Proxy;
 /// honest estimate: about one token per four characters of the text in system, messages and tools, as the response
 /// header X-LmsProxy-Estimate says. It never loads a model for this.
 /// </summary>
-public static class TokenCounter
+internal static class TokenCounter
 {
     public static async Task AnswerAsync(HttpContext context, LmsProxyOptions options)
     {

@@ -5,7 +5,7 @@ using LmsProxy.Configuration;
 namespace LmsProxy.Proxy;
 
 /// <summary>The one connection pool to LM Studio that forwarded requests use (never an HttpClient: it would buffer).</summary>
-public sealed class UpstreamInvoker : IDisposable
+internal sealed class UpstreamInvoker : IDisposable
 {
     /// <summary>Set by the transformer on a forward whose body the proxy holds whole.</summary>
     public static readonly HttpRequestOptionsKey<WholeBody> WholeBodyKey = new("LmsProxy.WholeBody");

@@ -8,13 +8,13 @@ using Yarp.ReverseProxy.Forwarder;
 namespace LmsProxy.Proxy;
 
 /// <summary>What a forward learned that the caller must act on (set only when it happens).</summary>
-public sealed class ForwardSignal
+internal sealed class ForwardSignal
 {
     /// <summary>LM Studio answered "not loaded" and nothing of that answer reached the client.</summary>
     public static readonly ForwardSignal NotLoaded = new();
 }
 
-public enum TransformMode
+internal enum TransformMode
 {
     /// <summary>Pass everything through.</summary>
     PassThrough,
@@ -33,7 +33,7 @@ public enum TransformMode
 /// credentials (401/403 on an inference request, or 200 "Unexpected endpoint" on a path LM Studio serves, F16) becomes
 /// a 502 upstream_auth_failed that names the host and its setting.
 /// </summary>
-public sealed class UpstreamTransformer(ProxySettings settings, string? hostToken, TransformMode mode, string hostName = "default") : HttpTransformer
+internal sealed class UpstreamTransformer(ProxySettings settings, string? hostToken, TransformMode mode, string hostName = "default") : HttpTransformer
 {
     private const int MaxErrorBodyBytes = 64 * 1024;
 

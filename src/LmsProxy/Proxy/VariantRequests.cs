@@ -10,7 +10,7 @@ namespace LmsProxy.Proxy;
 /// any other variant is refused at once with what to do, rather than served with other weights or re-sent for ever.
 /// Names without '@' cost one IndexOf.
 /// </summary>
-public static class VariantRequests
+internal static class VariantRequests
 {
     public const string NotSelectedCode = "model_variant_not_selected";
 

@@ -2,7 +2,7 @@ using LmsProxy.Hosts;
 
 namespace LmsProxy.Scheduling;
 
-public enum AdmissionStatus
+internal enum AdmissionStatus
 {
     /// <summary>The request may go: to <see cref="Admission.Host"/>, holding a lease on <see cref="Admission.Instance"/>.</summary>
     Ready,
@@ -33,7 +33,7 @@ public enum AdmissionStatus
 }
 
 /// <summary>How a request's wait for a place to go ended. <see cref="Detail"/> is a client-safe sentence.</summary>
-public readonly record struct Admission(AdmissionStatus Status, LmStudioHost? Host = null, Instance? Instance = null, string? Detail = null, TimeSpan Held = default)
+internal readonly record struct Admission(AdmissionStatus Status, LmStudioHost? Host = null, Instance? Instance = null, string? Detail = null, TimeSpan Held = default)
 {
     public bool CanForward => Status is AdmissionStatus.Ready or AdmissionStatus.Unverified;
 

@@ -3,10 +3,10 @@ namespace LmsProxy.Scheduling;
 /// <summary>One load, unload, swap or refusal, for the status page's timeline.</summary>
 /// <param name="Kind">load, unload, swap, refusal, failure, dropped, found.</param>
 /// <param name="Reason">For unloads: capacity, refusal, idle, operator; otherwise a short sentence.</param>
-public sealed record CapacityEvent(DateTimeOffset At, string Kind, string Host, string Model, string? Reason = null, double? DurationMs = null);
+internal sealed record CapacityEvent(DateTimeOffset At, string Kind, string Host, string Model, string? Reason = null, double? DurationMs = null);
 
 /// <summary>The last few dozen capacity events, newest last.</summary>
-public sealed class CapacityEvents
+internal sealed class CapacityEvents
 {
     private const int Capacity = 60;
     private readonly Queue<CapacityEvent> _events = new();

@@ -10,7 +10,7 @@ namespace LmsProxy.Scheduling;
 /// Bounded: the oldest ids are forgotten first. Kept in the state store, so that a chain continues after a restart
 /// (ids of hosts no longer configured are dropped).
 /// </summary>
-public sealed class ConversationAffinity
+internal sealed class ConversationAffinity
 {
     public const int MaxRemembered = 100_000;
 

@@ -4,7 +4,7 @@ using LmsProxy.Models;
 
 namespace LmsProxy.Scheduling;
 
-public enum InstanceState
+internal enum InstanceState
 {
     /// <summary>The proxy is loading it.</summary>
     Loading,
@@ -27,7 +27,7 @@ public enum InstanceState
 /// forwarded, given back when its response's last byte is written or its client leaves. Eviction only ever takes an
 /// instance whose count is zero, and both sides use interlocked operations, so a busy model is never unloaded.
 /// </summary>
-public sealed class Instance(LmStudioHost host, string modelKey, bool loadedByProxy, long estimatedBytes)
+internal sealed class Instance(LmStudioHost host, string modelKey, bool loadedByProxy, long estimatedBytes)
 {
     private int _inFlight;
     private int _state = (int)InstanceState.Loading;

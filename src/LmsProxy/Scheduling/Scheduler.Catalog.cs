@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>What LM Studio says it holds: single-flight reads of each host's model list, taking them in, and what the warm path reads (Publish).</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     private void RememberUnknown(string model, long now)
     {

@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>The decision point: the state as a snapshot to the pure policy (Policy/PlacementPolicy.cs), and its decisions applied in order, under the lock.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     // ---- the decision point (under _lock): the state as a snapshot to the policy, its decisions applied in order ----
 

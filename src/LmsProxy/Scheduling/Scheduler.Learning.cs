@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>What LM Studio taught: memory ceilings from its refusals, footprints, and the estimates the policy plans with.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     private static long Budget(LmStudioHost host)
     {

@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>The scheduler's log lines.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "Loading {Model} on {Host} with {Loader}")]
     private static partial void LogLoadStarted(ILogger logger, string model, string host, string loader);

@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>Loads and unloads, run outside the lock; each ends in exactly one final state (ready, gone, refused, failed) and pumps again.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     private void StartLoad(LmStudioHost host, string key, IReadOnlyList<Instance> victims, WaitGroup? group)
     {

@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>An operator's hand on the scheduler: background loads (preload, the Load button), pins, unloads.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     /// <summary>Loads a model in the background (preload, operator), through the same queue as requests.</summary>
     public void EnsureLoadedInBackground(string model)

@@ -10,7 +10,7 @@ using LmsProxy.Scheduling.Policy;
 namespace LmsProxy.Scheduling;
 
 /// <summary>The wait queue of one model (and pinned host): its waiters in arrival order.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     private sealed class WaitGroup(string id, string key, LmStudioHost? pin)
     {

@@ -10,7 +10,7 @@ namespace LmsProxy.Scheduling;
 /// each change is saved as it happens (the store writes later, off the request path): the callers are the
 /// operator actions (pins), learning (ceilings, footprints) and operations (load times).
 /// </summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     private IStateStore? _state;
 

@@ -5,7 +5,7 @@ using LmsProxy.Loading;
 namespace LmsProxy.Scheduling;
 
 /// <summary>What operators see of the scheduler: /status and the status page's snapshot, and the gauges /metrics reads.</summary>
-public sealed partial class Scheduler
+internal sealed partial class Scheduler
 {
     public StatusSnapshot Snapshot()
     {
@@ -69,13 +69,13 @@ public sealed partial class Scheduler
     }
 }
 
-public sealed record StatusSnapshot(IReadOnlyList<HostSnapshot> Hosts, IReadOnlyList<ModelSnapshot> Models, IReadOnlyList<CapacityEvent> Events,
+internal sealed record StatusSnapshot(IReadOnlyList<HostSnapshot> Hosts, IReadOnlyList<ModelSnapshot> Models, IReadOnlyList<CapacityEvent> Events,
     IReadOnlyDictionary<string, int> Unloads, int Swaps);
 
-public sealed record HostSnapshot(string Name, Uri Url, bool Healthy, LoaderChoice Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
+internal sealed record HostSnapshot(string Name, Uri Url, bool Healthy, LoaderChoice Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
     CapacityOptions Capacity, long BudgetBytes, long LearnedCeilingBytes, IReadOnlyList<InstanceSnapshot> Instances, IReadOnlyList<string> Downloaded);
 
-public sealed record InstanceSnapshot(string Model, InstanceState State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
+internal sealed record InstanceSnapshot(string Model, InstanceState State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
     DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
 
-public sealed record ModelSnapshot(string Key, string? Type, int Held, string? Situation, bool Pinned, double? LastLoadMs, string? LastError, DateTimeOffset? LastErrorAt);
+internal sealed record ModelSnapshot(string Key, string? Type, int Held, string? Situation, bool Pinned, double? LastLoadMs, string? LastError, DateTimeOffset? LastErrorAt);

@@ -29,7 +29,7 @@ namespace LmsProxy.Scheduling;
 /// lists), Scheduler.Learning (ceilings, footprints), Scheduler.Operator (pins, operator loads and unloads),
 /// Scheduler.Queue (wait groups), Scheduler.Status (what operators see).
 /// </summary>
-public sealed partial class Scheduler : IDisposable
+internal sealed partial class Scheduler : IDisposable
 {
     /// <summary>A load LM Studio reports as done but whose model is not listed afterwards, this many times in a row, is a failure.</summary>
     public const int VanishedLoadsTolerated = 3;

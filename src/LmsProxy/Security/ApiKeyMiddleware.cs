@@ -10,7 +10,7 @@ namespace LmsProxy.Security;
 /// (or `x-api-key: &lt;key&gt;`, as Anthropic clients send). /healthz and /readyz stay open; /, /status and
 /// /metrics are open only with LmsProxy:OpenStatus. Keys are compared as SHA-256 digests in constant time.
 /// </summary>
-public sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings settings)
+internal sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings settings)
 {
     private (LmsProxyOptions Options, byte[][] Digests) _keys = (null!, []);
 

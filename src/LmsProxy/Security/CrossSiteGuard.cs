@@ -9,7 +9,7 @@ namespace LmsProxy.Security;
 /// Origin (and Sec-Fetch-Site); the proxy refuses such a request unless the page is the proxy's own (same origin)
 /// or LmsProxy:AllowedOrigins lists it. Clients that are not browsers (the SDKs, curl) send no Origin.
 /// </summary>
-public static class CrossSiteGuard
+internal static class CrossSiteGuard
 {
     // The last settings' list, parsed (one proxy per process in practice; a settings change replaces it).
     private static volatile Allowed? _allowed;

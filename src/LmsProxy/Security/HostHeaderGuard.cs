@@ -14,7 +14,7 @@ namespace LmsProxy.Security;
 /// .lan, .home, .internal and .home.arpa. Bound to loopback only, those last ones are refused: there a local name
 /// spoofed on the LAN (mDNS, LLMNR) would be the only way in.
 /// </summary>
-public sealed class HostHeaderGuard(ListenAddresses listening)
+internal sealed class HostHeaderGuard(ListenAddresses listening)
 {
     private static readonly string[] PrivateSuffixes = [".localhost", ".local", ".lan", ".home", ".internal", ".home.arpa"];
 

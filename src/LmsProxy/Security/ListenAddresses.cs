@@ -9,7 +9,7 @@ namespace LmsProxy.Security;
 /// The addresses Kestrel listens on, read once they are bound: whether any is beyond loopback (who can reach the
 /// proxy), and the host names among them (names the proxy answers to).
 /// </summary>
-public sealed class ListenAddresses(IServer server)
+internal sealed class ListenAddresses(IServer server)
 {
     private Snapshot? _snapshot;
 

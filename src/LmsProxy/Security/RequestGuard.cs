@@ -8,7 +8,7 @@ namespace LmsProxy.Security;
 /// rebinding), a request that acts sent by another site's page (403), and an inference body that is not JSON (415:
 /// text/plain and form bodies are what a page can send without a CORS preflight).
 /// </summary>
-public sealed partial class RequestGuard(RequestDelegate next, ProxySettings settings, HostHeaderGuard hosts, ILoggerFactory loggerFactory)
+internal sealed partial class RequestGuard(RequestDelegate next, ProxySettings settings, HostHeaderGuard hosts, ILoggerFactory loggerFactory)
 {
     private readonly ILogger _logger = loggerFactory.CreateLogger("LmsProxy.Security");
 

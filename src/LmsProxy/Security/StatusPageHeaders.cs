@@ -8,7 +8,7 @@ namespace LmsProxy.Security;
 /// frame-ancestors for the rest. Its Content-Security-Policy lets it run only its own inline script and style (by
 /// hash, computed from the page itself so an edit cannot forget it) and fetch only from the proxy.
 /// </summary>
-public static class StatusPageHeaders
+internal static class StatusPageHeaders
 {
     public static readonly string ContentSecurityPolicy = PolicyFor(Diagnostics.StatusPage.Html);
 

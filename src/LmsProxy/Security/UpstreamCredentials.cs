@@ -4,7 +4,7 @@ using LmsProxy.Configuration;
 namespace LmsProxy.Security;
 
 /// <summary>What credentials a forwarded request carries to LM Studio.</summary>
-public static class UpstreamCredentials
+internal static class UpstreamCredentials
 {
     /// <summary>
     /// With inbound keys on, the client's key is the proxy's, not LM Studio's: it is dropped unless ForwardClientKey.

@@ -4,7 +4,7 @@ namespace LmsProxy.Storage;
 /// What the scheduler and the affinity map keep across a restart: small key-value entries by kind. Loaded once at
 /// construction; saved on change. Save never blocks and never throws: the write happens later, off the request path.
 /// </summary>
-public interface IStateStore
+internal interface IStateStore
 {
     /// <summary>The entries of one kind, oldest first.</summary>
     IReadOnlyList<KeyValuePair<string, string>> Load(string kind);
@@ -14,7 +14,7 @@ public interface IStateStore
 }
 
 /// <summary>The kinds of state entries, and how their keys are made.</summary>
-public static class StateKinds
+internal static class StateKinds
 {
     /// <summary>Model key → "true"/"false" (an operator's pin or unpin).</summary>
     public const string Pin = "pin";

@@ -1,7 +1,7 @@
 namespace LmsProxy.Storage;
 
 /// <summary>The <c>LmsProxy:State</c> section, read once at start.</summary>
-public sealed class StateOptions
+internal sealed class StateOptions
 {
     public const string SectionName = "LmsProxy:State";
 

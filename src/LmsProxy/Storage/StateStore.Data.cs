@@ -5,7 +5,7 @@ using Microsoft.Data.Sqlite;
 namespace LmsProxy.Storage;
 
 /// <summary>The store's rows: the writer's batch, and the reads of start-up and the endpoints.</summary>
-public sealed partial class StateStore
+internal sealed partial class StateStore
 {
     private const int BatchLimit = 5000;
 

@@ -11,7 +11,7 @@ namespace LmsProxy.Storage;
 /// another LmsProxy) leaves the proxy in memory only, and a write that fails (full disk, locked) is logged, counted
 /// and dropped. Either way /status says so. One process per file: a lock file next to it is held while open.
 /// </summary>
-public sealed partial class StateStore : IStateStore, IDisposable
+internal sealed partial class StateStore : IStateStore, IDisposable
 {
     private const int MaxPending = 100_000;
 
@@ -242,4 +242,4 @@ public sealed partial class StateStore : IStateStore, IDisposable
 }
 
 /// <summary>The store as /status shows it.</summary>
-public sealed record StoreStatus(string Path, bool Persistent, string? Problem, long Errors, long DroppedWrites, int PendingWrites);
+internal sealed record StoreStatus(string Path, bool Persistent, string? Problem, long Errors, long DroppedWrites, int PendingWrites);

@@ -3,7 +3,7 @@ using LmStudioSimulator;
 namespace LmsProxy.Tests.Infrastructure;
 
 /// <summary>Several simulated LM Studio hosts (gpu-a, gpu-b, ...) behind one proxy, configured through LmsProxy:Hosts.</summary>
-public sealed class ClusterEnvironment : IAsyncDisposable
+internal sealed class ClusterEnvironment : IAsyncDisposable
 {
     private ClusterEnvironment(IReadOnlyList<SimulatorApp> hosts, ProxyApp proxy)
     {

@@ -3,7 +3,7 @@ using LmStudioSimulator;
 namespace LmsProxy.Tests.Infrastructure;
 
 /// <summary>A simulated LM Studio, a fake lms that drives it, and the proxy in front: one set per test.</summary>
-public sealed class GateEnvironment : IAsyncDisposable
+internal sealed class GateEnvironment : IAsyncDisposable
 {
     private GateEnvironment(SimulatorApp simulator, FakeLms lms, ProxyApp proxy)
     {

@@ -10,7 +10,7 @@ using Microsoft.Extensions.Logging;
 namespace LmsProxy.Tests.Infrastructure;
 
 /// <summary>The real LmsProxy program on a real loopback socket (Kestrel, random port), configured per test.</summary>
-public sealed class ProxyApp : WebApplicationFactory<Program>
+internal sealed class ProxyApp : WebApplicationFactory<Program>
 {
     private readonly Dictionary<string, string?> _settings;
 
