@@ -1,11 +1,3 @@
-using System.Collections.Frozen;
-using System.Diagnostics;
-using LmsProxy.Configuration;
-using LmsProxy.Diagnostics;
-using LmsProxy.Hosts;
-using LmsProxy.Loading;
-using LmsProxy.Models;
-using LmsProxy.Scheduling.Policy;
 
 namespace LmsProxy.Scheduling;
 

@@ -1,9 +1,7 @@
 using System.Collections.Frozen;
-using System.Diagnostics;
 using LmsProxy.Configuration;
 using LmsProxy.Diagnostics;
 using LmsProxy.Hosts;
-using LmsProxy.Loading;
 using LmsProxy.Models;
 using LmsProxy.Scheduling.Policy;
 
