@@ -1,5 +1,6 @@
 namespace LmsProxy.Diagnostics;
 
+// One HTML document (markup, style and script inline, hashed by the CSP), which is why this file is over 300 lines.
 /// <summary>
 /// The page at GET /: renders /status every two seconds, to be looked at rather than read. Per host a card with a
 /// memory bar (the budget, and each loaded model's estimated share coloured by state); per model a row with its

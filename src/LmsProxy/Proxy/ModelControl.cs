@@ -22,12 +22,9 @@ internal static class ModelControl
         var hosts = scheduler.Hosts.Where(h => !h.Removed).ToList();
         if (hosts.Count <= 1) return scheduler.DefaultHost();
 
-        var buffer = new MemoryStream();
-        await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
-        if (buffer.Length > MaxBodyBytes) return await AnswerAsync(context, new(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"A load or unload request is at most {MaxBodyBytes} bytes."));
-        buffer.Position = 0;
-        context.Request.Body = buffer;
-        context.Request.ContentLength = buffer.Length;
+        // BufferedBody has read it whole already (under MaxRequestBodyBytes and the held-body budget): look, do not copy.
+        if (context.Request.Body is not WholeBody body) return await AnswerAsync(context, ProxyError.BadRequest("invalid_request", "The request has no body."));
+        if (body.Content.Length > MaxBodyBytes) return await AnswerAsync(context, new(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"A load or unload request is at most {MaxBodyBytes} bytes."));
 
         if (context.Request.Headers[HostHeader].ToString() is { Length: > 0 } named)
         {
@@ -35,7 +32,7 @@ internal static class ModelControl
                 ?? await AnswerAsync(context, new(StatusCodes.Status404NotFound, "unknown_host", $"No LM Studio host is named '{named}' ({string.Join(", ", hosts.Select(h => h.Name))})."));
         }
         var unload = context.Request.Path.Value!.TrimEnd('/').EndsWith("/unload", StringComparison.OrdinalIgnoreCase);
-        var name = FieldOf(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), unload ? "instance_id" : "model");
+        var name = FieldOf(body.Content.Span, unload ? "instance_id" : "model");
         if (name is null) return await AnswerAsync(context, ProxyError.BadRequest("invalid_request", $"The body must be a JSON object with '{(unload ? "instance_id" : "model")}'."));
 
         List<LmStudioHost> candidates;

@@ -237,36 +237,6 @@ internal sealed partial class Scheduler
         Pump();
     }
 
-    /// <summary>LM Studio refused for lack of memory: learn the host's ceiling (and the model's size, when it said), then plan again.</summary>
-    private void LearnFromRefusal(LmStudioHost host, CatalogModel model, Instance instance, ModelLoadException ex, TimeSpan elapsed)
-    {
-        Forget(instance, null, null);
-        _metrics.LoadEnded(model.Key, host.Name, "refused", elapsed);
-        Events.Add(new(_time.GetUtcNow(), "refusal", host.Name, model.Key, Excerpt.Of(ex.Message, 160)));
-        LogRefused(_logger, model.Key, host.Name, ex.Message);
-        _lastErrors[(host.Name, model.Key)] = (ex.Message, _time.GetUtcNow());
-        if (ex.RequiredBytes is { } required)
-        {
-            _learnedFootprint[model.Key] = required;
-            SaveFootprint(model.Key, required);
-        }
-        var residents = host.Instances.Values.Where(i => i.State != InstanceState.Gone).ToList();
-        if (residents.Count == 0)
-        {
-            host.TooLarge[model.Key] = _time.GetTimestamp() + ToTimestamp(TooLargeMemory);
-            return;
-        }
-        if (ex.Kind == LoadFailureKind.Ambiguous && !residents.Any(i => i.InFlight == 0 && i.LoadedByProxy && !IsPinned(i.ModelKey)))
-        {
-            // An engine failure that may not be memory at all: one retry after making room, not a wait for busy models.
-            LoadFailed(host, model.Key, instance, ex.Message, elapsed);
-            return;
-        }
-        var ceiling = residents.Sum(i => i.EstimatedBytes) + Estimate(host, model) - 1;
-        host.LearnedCeilingBytes = host.LearnedCeilingBytes == 0 ? ceiling : Math.Min(host.LearnedCeilingBytes, ceiling);
-        SaveCeiling(host);
-    }
-
     private void LoadFailed(LmStudioHost host, string key, Instance instance, string message, TimeSpan elapsed)
     {
         Forget(instance, null, null);

@@ -46,4 +46,35 @@ internal sealed partial class Scheduler
         public long Expires { get; } = expires;
         public TaskCompletionSource<Admission> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
+
+    /// <summary>Takes a waiter out of its group after its deadline or disconnect. Returns its admission if it was granted meanwhile.</summary>
+    private Admission? Abandon(Waiter waiter, string key, LmStudioHost? pin, bool release = false)
+    {
+        lock (_lock)
+        {
+            if (_groups.TryGetValue(GroupId(key, pin), out var group) && group.Remove(waiter))
+            {
+                _waiting--;
+                Pump();
+                return null;
+            }
+        }
+        // Granted in the meantime: a client that left gives its lease back; one that timed out keeps its answer.
+        var granted = waiter.Done.Task.Result;
+        if (release && granted.Instance is { } instance)
+        {
+            Release(instance);
+            return null;
+        }
+        return granted;
+    }
+
+    private string HoldTimeoutDetail(string key, LmStudioHost? pin, TimeSpan waited)
+    {
+        lock (_lock)
+        {
+            var situation = _groups.TryGetValue(GroupId(key, pin), out var group) ? group.Situation : null;
+            return $"'{key}' was not ready within {waited.TotalSeconds:0} s (LmsProxy:HoldTimeout): {situation ?? "it is still loading"}.";
+        }
+    }
 }
