@@ -35,6 +35,14 @@ internal sealed class ActivityRecord : IDisposable
 
     private string? _client;
 
+    /// <summary>The client's address as text, one string per address for a whole block of records (the store's writer).</summary>
+    internal string? ClientText(Dictionary<System.Net.IPAddress, string> known)
+    {
+        if (_client is not null || ClientAddress is not { } address) return _client;
+        if (!known.TryGetValue(address, out var text)) known[address] = text = address.ToString();
+        return text;
+    }
+
     [JsonIgnore] internal System.Net.IPAddress? ClientAddress { get; init; }
     public string? Model { get; set; }
     public string? ResolvedModel { get; set; }

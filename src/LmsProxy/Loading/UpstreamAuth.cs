@@ -21,4 +21,7 @@ internal static class UpstreamAuth
 
     /// <summary>LM Studio's 200 answer to a path it does not know, which it also gives for a missing or wrong token on /v1/* (F16).</summary>
     public static bool IsUnexpectedEndpoint(string body) => body.Contains("Unexpected endpoint or method", StringComparison.Ordinal);
+
+    /// <summary>The same, on the UTF-8 bytes as they arrive (the warm path looks at every small 200 answer).</summary>
+    public static bool IsUnexpectedEndpoint(ReadOnlySpan<byte> body) => body.IndexOf("Unexpected endpoint or method"u8) >= 0;
 }

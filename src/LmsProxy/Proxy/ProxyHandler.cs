@@ -75,26 +75,23 @@ internal sealed partial class ProxyHandler
             .Build();
     }
 
-    public async Task HandleAsync(HttpContext context)
+    /// <summary>Not async itself: an inference request's task is returned as it is (one state machine less per request).</summary>
+    public Task HandleAsync(HttpContext context)
     {
         var options = _settings.Current;
         var kind = RequestPaths.Classify(context.Request);
-        if (kind == RequestKind.Inference)
+        return kind switch
         {
-            await HandleModelRequestAsync(context, options);
-            return;
-        }
-        if (kind == RequestKind.ModelLookup)
-        {
-            await ModelLookup.AnswerAsync(context, _scheduler, options);
-            return;
-        }
-        if (kind == RequestKind.CountTokens)
-        {
-            await TokenCounter.AnswerAsync(context, options);
-            return;
-        }
+            RequestKind.Inference => HandleModelRequestAsync(context, options),
+            RequestKind.ModelLookup => ModelLookup.AnswerAsync(context, _scheduler, options),
+            RequestKind.CountTokens => TokenCounter.AnswerAsync(context, options),
+            _ => ForwardOtherAsync(context, options, kind),
+        };
+    }
 
+    /// <summary>A request that names no model: to the default host (or, for a client's own load or unload, the host it concerns).</summary>
+    private async Task ForwardOtherAsync(HttpContext context, LmsProxyOptions options, RequestKind kind)
+    {
         var host = _scheduler.DefaultHost();
         if (kind == RequestKind.ModelControl)
         {
@@ -139,10 +136,20 @@ internal sealed partial class ProxyHandler
             var pin = request.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
             var last = default(Attempt);
 
-            // The warm path: a ready instance, leased without a lock; most requests end here.
+            // The warm path: a ready instance, leased without a lock; most requests end here. (ForwardLeasedAsync
+            // inlined: its state machine would be one more allocation on every request.)
             if (_scheduler.TryWarm(request.Model, pin) is { } warm)
             {
-                var first = await ForwardLeasedAsync(context, request, warm);
+                Attempt first;
+                try
+                {
+                    first = await ForwardAsync(context, request, warm.Host, warm, TransformMode.Inference);
+                    if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None }) Scheduler.ForwardSucceeded(warm);
+                }
+                finally
+                {
+                    _scheduler.Release(warm);
+                }
                 if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
                 {
                     Interlocked.Increment(ref warm.Forwarded.Value);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Text;
 using LmsProxy.Configuration;
@@ -78,33 +79,43 @@ internal sealed class UpstreamTransformer(ProxySettings settings, string? hostTo
         };
         if (!inspect) return proceed;
 
-        // Error bodies are small: read the head of it to classify, then either act on it or pass it on whole.
+        // Error bodies are small: read the head of it to classify, then either act on it or pass it on whole. The
+        // head is a pooled buffer searched as UTF-8 bytes: every small 200 passes here, and a string per answer shows.
         var stream = await proxyResponse.Content.ReadAsStreamAsync(cancellationToken);
         // Sized by Content-Length when known: a short answer inspected for "Unexpected endpoint" costs its own size only.
-        var head = new byte[proxyResponse.Content.Headers.ContentLength is { } declared and >= 0 and < MaxErrorBodyBytes ? (int)declared : MaxErrorBodyBytes];
-        var length = 0;
-        int read;
-        while (length < head.Length && (read = await stream.ReadAsync(head.AsMemory(length), cancellationToken)) > 0) length += read;
-        var text = Encoding.UTF8.GetString(head, 0, length);
+        var size = proxyResponse.Content.Headers.ContentLength is { } declared and >= 0 and < MaxErrorBodyBytes ? (int)declared : MaxErrorBodyBytes;
+        var head = ArrayPool<byte>.Shared.Rent(Math.Max(size, 1));
+        try
+        {
+            var length = 0;
+            int read;
+            while (length < size && (read = await stream.ReadAsync(head.AsMemory(length, size - length), cancellationToken)) > 0) length += read;
+            var text = head.AsMemory(0, length);
 
-        if (mode == TransformMode.Inference && status != HttpStatusCode.OK && IsNotLoadedAnswer(text))
-        {
-            httpContext.Features.Set(ForwardSignal.NotLoaded);
-            return false;
+            if (mode == TransformMode.Inference && status != HttpStatusCode.OK && IsNotLoadedAnswer(Encoding.UTF8.GetString(text.Span)))
+            {
+                httpContext.Features.Set(ForwardSignal.NotLoaded);
+                return false;
+            }
+            var unexpectedEndpoint = Loading.UpstreamAuth.IsUnexpectedEndpoint(text.Span);
+            if (mode == TransformMode.UnknownPath && unexpectedEndpoint)
+            {
+                await Unsupported(httpContext, "it answered \"Unexpected endpoint or method\" with HTTP 200").WriteAsync(httpContext);
+                return false;
+            }
+            if (mode != TransformMode.UnknownPath && status == HttpStatusCode.OK && unexpectedEndpoint)
+            {
+                // A path LM Studio serves, answered as unknown: what it does for a missing or wrong token (F16), never a success.
+                await AuthFailed(httpContext, proxyResponse,
+                    $"HTTP 200 \"Unexpected endpoint or method\" to {httpContext.Request.Method} {httpContext.Request.Path}, an endpoint it serves unless it is older than that endpoint").WriteAsync(httpContext);
+                return false;
+            }
+            await httpContext.Response.Body.WriteAsync(text, cancellationToken);
         }
-        if (mode == TransformMode.UnknownPath && Loading.UpstreamAuth.IsUnexpectedEndpoint(text))
+        finally
         {
-            await Unsupported(httpContext, "it answered \"Unexpected endpoint or method\" with HTTP 200").WriteAsync(httpContext);
-            return false;
+            ArrayPool<byte>.Shared.Return(head);
         }
-        if (mode != TransformMode.UnknownPath && status == HttpStatusCode.OK && Loading.UpstreamAuth.IsUnexpectedEndpoint(text))
-        {
-            // A path LM Studio serves, answered as unknown: what it does for a missing or wrong token (F16), never a success.
-            await AuthFailed(httpContext, proxyResponse,
-                $"HTTP 200 \"Unexpected endpoint or method\" to {httpContext.Request.Method} {httpContext.Request.Path}, an endpoint it serves unless it is older than that endpoint").WriteAsync(httpContext);
-            return false;
-        }
-        await httpContext.Response.Body.WriteAsync(head.AsMemory(0, length), cancellationToken);
         await stream.CopyToAsync(httpContext.Response.Body, cancellationToken);
         return false;
     }

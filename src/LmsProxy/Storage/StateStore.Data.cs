@@ -11,7 +11,7 @@ internal sealed partial class StateStore
 
     /// <summary>
     /// Records per row: SQLite and its .NET provider cost about 15 µs per inserted row on a busy 2-core machine, more
-    /// than the record itself; a row of 256 records (a JSON array) pays that once for all of them.
+    /// than the record itself; a row of 256 records (ActivityBlockCodec) pays that once for all of them.
     /// </summary>
     private const int RecordsPerBlock = 256;
 
@@ -69,8 +69,7 @@ internal sealed partial class StateStore
         p[0].Value = block.Max(r => r.Id);
         p[1].Value = block.Min(r => r.Id);
         p[2].Value = new DateTimeOffset(block.Max(r => r.StartedAt), TimeSpan.Zero).ToUnixTimeMilliseconds();
-        // UTF-8 as it comes out of the serializer, stored as it is (no UTF-16 string on the way).
-        p[3].Value = JsonSerializer.SerializeToUtf8Bytes(block, ActivityJson.Default.ListActivityRecord);
+        p[3].Value = ActivityBlockCodec.Encode(block);
         command.ExecuteNonQuery();
         block.Clear();
     }
@@ -134,7 +133,7 @@ internal sealed partial class StateStore
             // Blocks overlap a little in ids (records finish out of order): one block past the limit keeps the order right.
             if (enough) return;
             if (found.Count >= limit) enough = true;
-            foreach (var record in JsonSerializer.Deserialize(r.GetFieldValue<byte[]>(0), ActivityJson.Default.ListActivityRecord) ?? [])
+            foreach (var record in ActivityBlockCodec.Decode(r.GetFieldValue<byte[]>(0)))
             {
                 if (record.Id < beforeId && query.Matches(record)) found.Add(record);
             }
@@ -147,7 +146,7 @@ internal sealed partial class StateStore
     {
         ActivityRecord? found = null;
         Read("SELECT records FROM activity_block WHERE first_id <= $id AND last_id >= $id", c => c.Parameters.AddWithValue("$id", id),
-            r => found ??= JsonSerializer.Deserialize(r.GetFieldValue<byte[]>(0), ActivityJson.Default.ListActivityRecord)?.FirstOrDefault(x => x.Id == id));
+            r => found ??= ActivityBlockCodec.Decode(r.GetFieldValue<byte[]>(0)).FirstOrDefault(x => x.Id == id));
         return found;
     }
 
