@@ -14,6 +14,8 @@ internal sealed class UsageTotals
     public const string NoKey = "(none)";
 
     private readonly ConcurrentDictionary<(DateOnly Day, string By, string Name), Row> _rows = new();
+    private RecentRow? _recentModel;
+    private RecentRow? _recentKey;
 
     public UsageTotals(StateStore store)
     {
@@ -28,9 +30,20 @@ internal sealed class UsageTotals
         // Only what a model served: refusals before any model was named are in the activity list, not in usage.
         if (record.ResolvedModel is null) return;
         var day = DateOnly.FromDateTime(record.StartedAt);
-        Add(_rows.GetOrAdd((day, ByModel, record.ResolvedModel), static _ => new Row()), record);
-        Add(_rows.GetOrAdd((day, ByKey, record.Key ?? NoKey), static _ => new Row()), record);
+        Add(RowOf(ref _recentModel, day, ByModel, record.ResolvedModel), record);
+        Add(RowOf(ref _recentKey, day, ByKey, record.Key ?? NoKey), record);
     }
+
+    /// <summary>The row, found again by reference when it is the one used last (no hashing of the name per request).</summary>
+    private Row RowOf(ref RecentRow? recent, DateOnly day, string by, string name)
+    {
+        if (recent is { } last && last.Day == day && ReferenceEquals(last.Name, name)) return last.Row;
+        var row = _rows.GetOrAdd((day, by, name), static _ => new Row());
+        recent = new RecentRow(day, name, row);
+        return row;
+    }
+
+    private sealed record RecentRow(DateOnly Day, string Name, Row Row);
 
     private static void Add(Row row, Activity.ActivityRecord record)
     {

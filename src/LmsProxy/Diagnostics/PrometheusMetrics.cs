@@ -64,6 +64,7 @@ internal sealed class PrometheusMetrics : IDisposable
         private readonly string _help;
         private readonly string _type;
         private readonly double[]? _buckets;
+        private RecentSeries? _recent;
 
         public Family(Instrument instrument)
         {
@@ -91,12 +92,27 @@ internal sealed class PrometheusMetrics : IDisposable
         /// <summary>Read at each scrape (observable instruments): their series are replaced, not summed.</summary>
         public bool IsObserved { get; }
 
-        public void Clear() => _series.Clear();
+        public void Clear()
+        {
+            _recent = null;
+            _series.Clear();
+        }
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
             var key = TagKey.Of(tags);
-            if (!_series.TryGetValue(key, out var series)) series = _series.GetOrAdd(key, new Series(_buckets, Labels(tags)));
+            // The last series recorded to, found again by reference (the request path passes the same model and host
+            // strings request after request): no hashing of the label values on the warm path.
+            Series series;
+            if (_recent is { } recent && recent.Key.SameReferences(key))
+            {
+                series = recent.Series;
+            }
+            else
+            {
+                if (!_series.TryGetValue(key, out series!)) series = _series.GetOrAdd(key, new Series(_buckets, Labels(tags)));
+                _recent = new RecentSeries(key, series);
+            }
             lock (series)
             {
                 if (_buckets is not null)
@@ -194,7 +210,14 @@ internal sealed class PrometheusMetrics : IDisposable
             3 => new(tags[0].Key, tags[0].Value, tags[1].Key, tags[1].Value, tags[2].Key, tags[2].Value, null),
             _ => new(null, null, null, null, null, null, Family.Labels(tags)),
         };
+
+        /// <summary>The same strings (or boxes) in the same places: equal without comparing their contents.</summary>
+        public bool SameReferences(in TagKey other) => Rest is null && other.Rest is null
+            && ReferenceEquals(K0, other.K0) && ReferenceEquals(V0, other.V0) && ReferenceEquals(K1, other.K1)
+            && ReferenceEquals(V1, other.V1) && ReferenceEquals(K2, other.K2) && ReferenceEquals(V2, other.V2);
     }
+
+    private sealed record RecentSeries(TagKey Key, Series Series);
 
     private sealed class Series(double[]? buckets, string labels)
     {
