@@ -23,7 +23,9 @@ internal sealed class ProxyMetrics
     private readonly Counter<long> _notLoadedAbsorbed;
     private readonly Histogram<double> _timeToFirstToken;
     private readonly Histogram<double> _queueTime;
-    private readonly Counter<long> _tokens;
+    // Token counts per model, read when scraped like the request counts (two interlocked adds per request, no listener call).
+    private readonly ConcurrentDictionary<string, TokenCounts> _tokens = new();
+    private TokenCounts? _recentTokens;
 
     public ProxyMetrics(IMeterFactory meterFactory)
     {
@@ -41,7 +43,7 @@ internal sealed class ProxyMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120] });
         _queueTime = Meter.CreateHistogram<double>("lmsproxy.request.queue_time", unit: "s", description: "Time a request waited in the proxy (room, a load, a slot), by model and host.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
-        _tokens = Meter.CreateCounter<long>("lmsproxy.tokens", description: "Tokens by model and kind (prompt, completion), as LM Studio reported them or as counted from a stream.");
+        Meter.CreateObservableCounter("lmsproxy.tokens", ObserveTokens, description: "Tokens by model and kind (prompt, completion), as LM Studio reported them or as counted from a stream.");
     }
 
     /// <summary>For gauges that read the scheduler's state (registered by the scheduler).</summary>
@@ -71,8 +73,27 @@ internal sealed class ProxyMetrics
     {
         _queueTime.Record(heldMs / 1000.0, new("model", model), new("host", host));
         if (ttftMs is { } ttft) _timeToFirstToken.Record(ttft / 1000.0, new("model", model), new("host", host));
-        if (promptTokens is > 0) _tokens.Add(promptTokens.Value, new("model", model), new("kind", "prompt"));
-        if (completionTokens is > 0) _tokens.Add(completionTokens.Value, new("model", model), new("kind", "completion"));
+        if (promptTokens is not > 0 && completionTokens is not > 0) return;
+        // The model's counts used last, found again by reference (the record passes the catalog's own string).
+        var counts = _recentTokens is { } recent && ReferenceEquals(recent.Model, model) ? recent : _recentTokens = _tokens.GetOrAdd(model, static m => new TokenCounts(m));
+        if (promptTokens is > 0) Interlocked.Add(ref counts.Prompt, promptTokens.Value);
+        if (completionTokens is > 0) Interlocked.Add(ref counts.Completion, completionTokens.Value);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveTokens()
+    {
+        foreach (var counts in _tokens.Values)
+        {
+            if (Interlocked.Read(ref counts.Prompt) is > 0 and var prompt) yield return new Measurement<long>(prompt, new("model", counts.Model), new("kind", "prompt"));
+            if (Interlocked.Read(ref counts.Completion) is > 0 and var completion) yield return new Measurement<long>(completion, new("model", counts.Model), new("kind", "completion"));
+        }
+    }
+
+    private sealed class TokenCounts(string model)
+    {
+        public readonly string Model = model;
+        public long Prompt;
+        public long Completion;
     }
 
     private IEnumerable<Measurement<long>> ObserveRequests()

@@ -22,7 +22,7 @@ internal sealed partial class StateStore
             "INSERT OR REPLACE INTO activity_block(last_id, first_id, last_started_ms, records) VALUES($last, $first, $started, $records)",
             "$last", "$first", "$started", "$records");
         var block = new List<ActivityRecord>(RecordsPerBlock);
-        using var usage = Command(connection, transaction, """
+        using var addUsage = Command(connection, transaction, """
             INSERT INTO usage_daily(day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms) VALUES($day, $by, $name, $requests, $prompt, $completion, $gpu)
             ON CONFLICT(day, by, name) DO UPDATE SET requests = requests + $requests, prompt_tokens = prompt_tokens + $prompt,
                 completion_tokens = completion_tokens + $completion, gpu_ms = gpu_ms + $gpu
@@ -32,7 +32,7 @@ internal sealed partial class StateStore
         using var remove = Command(connection, transaction, "DELETE FROM state WHERE kind = $kind AND key = $key", "$kind", "$key");
 
         // Usage is added up per batch: one row update per day, model and key, not two per request.
-        var usageDeltas = new Dictionary<(string Day, string By, string Name), (long Prompt, long Completion, long GpuMs, long Requests)>();
+        var usage = new UsageBatch();
         for (var n = 0; n < BatchLimit && _pending.TryDequeue(out var item); n++)
         {
             Interlocked.Decrement(ref _pendingCount);
@@ -41,13 +41,7 @@ internal sealed partial class StateStore
                 case ActivityRecord r:
                     block.Add(r);
                     if (block.Count == RecordsPerBlock) InsertBlock(insert, block);
-                    if (r.ResolvedModel is null) break;
-                    var day = r.StartedAt.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
-                    foreach (var key in new[] { (day, UsageTotals.ByModel, r.ResolvedModel), (day, UsageTotals.ByKey, r.Key ?? UsageTotals.NoKey) })
-                    {
-                        var sum = usageDeltas.GetValueOrDefault(key);
-                        usageDeltas[key] = (sum.Prompt + (r.PromptTokens ?? 0), sum.Completion + (r.CompletionTokens ?? 0), sum.GpuMs + r.GpuMs, sum.Requests + 1);
-                    }
+                    usage.Add(r);
                     break;
                 case StateWrite { Value: null } w:
                     Run(remove, w.Kind, w.Key);
@@ -58,9 +52,45 @@ internal sealed partial class StateStore
             }
         }
         if (block.Count > 0) InsertBlock(insert, block);
-        foreach (var ((day, by, name), sum) in usageDeltas) Run(usage, day, by, name, sum.Prompt, sum.Completion, sum.GpuMs, sum.Requests);
+        foreach (var ((day, by, name), sum) in usage.Sums) Run(addUsage, day, by, name, sum.Prompt, sum.Completion, sum.GpuMs, sum.Requests);
         transaction.Commit();
         if (_problem?.StartsWith("Writing", StringComparison.Ordinal) == true) _problem = null;
+    }
+
+    /// <summary>One batch's usage, summed per day, model and key (the day's text made once per day, not per record).</summary>
+    private sealed class UsageBatch
+    {
+        public readonly Dictionary<(string Day, string By, string Name), UsageSum> Sums = [];
+        private DateOnly _day;
+        private string _dayText = "";
+
+        public void Add(ActivityRecord record)
+        {
+            if (record.ResolvedModel is null) return;
+            var day = DateOnly.FromDateTime(record.StartedAt);
+            if (day != _day || _dayText.Length == 0) (_day, _dayText) = (day, day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture));
+            Sum((_dayText, UsageTotals.ByModel, record.ResolvedModel)).Add(record);
+            Sum((_dayText, UsageTotals.ByKey, record.Key ?? UsageTotals.NoKey)).Add(record);
+        }
+
+        private UsageSum Sum((string, string, string) key)
+        {
+            if (!Sums.TryGetValue(key, out var sum)) Sums[key] = sum = new UsageSum();
+            return sum;
+        }
+    }
+
+    private sealed class UsageSum
+    {
+        public long Prompt, Completion, GpuMs, Requests;
+
+        public void Add(ActivityRecord record)
+        {
+            Prompt += record.PromptTokens ?? 0;
+            Completion += record.CompletionTokens ?? 0;
+            GpuMs += record.GpuMs;
+            Requests++;
+        }
     }
 
     private static void InsertBlock(SqliteCommand command, List<ActivityRecord> block)
