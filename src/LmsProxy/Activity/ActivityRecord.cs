@@ -18,7 +18,7 @@ internal enum ActivityState
 /// Written by the request's own thread (and the load events for its hold), read by the endpoints as it changes:
 /// every field is a word or a reference, so a reader sees each whole, and an in-flight record may be a few ms behind.
 /// </summary>
-internal sealed class ActivityRecord : IDisposable
+internal sealed class ActivityRecord
 {
     public long Id { get; init; }
     /// <summary>UTC (written with a Z).</summary>
@@ -83,14 +83,7 @@ internal sealed class ActivityRecord : IDisposable
     [JsonIgnore] internal CancellationTokenSource? Cancel { get; set; }
     [JsonIgnore] internal CancellationToken OriginalAborted { get; set; }
     [JsonIgnore] internal HttpContext? Context { get; set; }
-    [JsonIgnore] internal ActivityRecorder? Owner { get; set; }
     [JsonIgnore] internal int OperatorCancelled;
-
-    /// <summary>Registered with the response: finishes a record its handler did not (the warm path's success, a client gone mid-retry).</summary>
-    void IDisposable.Dispose()
-    {
-        if (State != ActivityState.Done) Owner?.Finish(this, Context);
-    }
 
     /// <summary>A copy for a reader that must not see later changes (the SSE stream and the store get one each).</summary>
     public ActivityRecord Copy()
@@ -99,7 +92,6 @@ internal sealed class ActivityRecord : IDisposable
         copy.Context = null;
         copy.Tap = null;
         copy.Cancel = null;
-        copy.Owner = null;
         return copy;
     }
 }

@@ -55,7 +55,7 @@ internal sealed partial class ActivityRecorder : IDisposable
     /// <summary>
     /// Starts the record: the response body passes through a tap from now on, and the request gets its own
     /// cancellation (the operator's cancel aborts the upstream request through it). Finished by <see cref="End"/>, or
-    /// when the response is disposed (the warm path's success needs no call).
+    /// by <see cref="Finished"/> in the handler's finally (the warm path's success needs no other call).
     /// </summary>
     public ActivityRecord? Begin(HttpContext context, long started, ModelRequest? request)
     {
@@ -71,7 +71,6 @@ internal sealed partial class ActivityRecorder : IDisposable
             BytesIn = request?.Length ?? context.Request.ContentLength ?? 0,
             State = ActivityState.Queued,
             Context = context,
-            Owner = this,
         };
         var captureLimit = _options.Capture == CaptureMode.None ? 0 : _options.CaptureLimitBytes;
         var tap = new ResponseTap(context.Response.Body, context.Response, record, _time, captureLimit);
@@ -80,7 +79,6 @@ internal sealed partial class ActivityRecorder : IDisposable
         record.OriginalAborted = context.RequestAborted;
         record.Cancel = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
         context.RequestAborted = record.Cancel.Token;
-        context.Response.RegisterForDispose(record);
         _live[record.Id] = record;
         Changed(record);
         return record;
@@ -125,6 +123,12 @@ internal sealed partial class ActivityRecorder : IDisposable
         record.HeldMs = (long)held.TotalMilliseconds;
         record.Error = outcome is "forwarded" or "cancelled" ? null : outcome;
         Finish(record, context);
+    }
+
+    /// <summary>The request is over, however it ended: its record, if still open, is finished now (once only).</summary>
+    public void Finished(HttpContext context)
+    {
+        if (Of(context) is { } record) Finish(record, context);
     }
 
     /// <summary>

@@ -105,70 +105,84 @@ internal sealed partial class ProxyHandler
         }
         // The activity record: inference requests always; other requests to a path LM Studio knows.
         if (context.Request.Headers.Upgrade.Count == 0 && kind is RequestKind.Known or RequestKind.ModelList or RequestKind.ModelControl) _activity.Begin(context, _time.GetTimestamp(), null);
-        var transformers = TransformersFor(host);
-        HttpTransformer transformer = kind == RequestKind.ModelList
-            ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
-            : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
-        if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
-        var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
-        // A client's own load or unload changed what the host holds: the scheduler reads its list now.
-        if (kind == RequestKind.ModelControl) _ = _scheduler.RefreshAsync(host, CancellationToken.None);
-        await FinishAsync(context, null, new Attempt(AttemptKind.Forwarded, host, Error: error), TimeSpan.Zero, _time.GetTimestamp(), warm: true);
+        try
+        {
+            var transformers = TransformersFor(host);
+            HttpTransformer transformer = kind == RequestKind.ModelList
+                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
+                : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
+            if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
+            var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
+            // A client's own load or unload changed what the host holds: the scheduler reads its list now.
+            if (kind == RequestKind.ModelControl) _ = _scheduler.RefreshAsync(host, CancellationToken.None);
+            await FinishAsync(context, null, new Attempt(AttemptKind.Forwarded, host, Error: error), TimeSpan.Zero, _time.GetTimestamp(), warm: true);
+        }
+        finally
+        {
+            _activity.Finished(context);
+        }
     }
 
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
     {
         var started = _time.GetTimestamp();
         _activity.Begin(context, started, null); // the record, its response tap, the request's own cancellation
-        var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, _heldBodies, context.RequestAborted, _scheduler);
-        if (problem is not null)
+        try
         {
-            await problem.WriteAsync(context);
-            Record(context, null, null, "bad_request", TimeSpan.Zero, started, warm: false);
-            return;
-        }
-        _activity.Requested(context, request!, _scheduler.Catalog.Resolve(request!.Model)?.Key);
-        using (request)
-        {
-            // Every forward, whichever path it takes, sends the body the proxy holds (an alias may have changed its length).
-            context.Request.ContentLength = request!.Length;
-            if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
-            var pin = request.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
-            var last = default(Attempt);
-
-            // The warm path: a ready instance, leased without a lock; most requests end here. (ForwardLeasedAsync
-            // inlined: its state machine would be one more allocation on every request.)
-            if (_scheduler.TryWarm(request.Model, pin) is { } warm)
+            var (request, problem) = await ModelRequestReader.ReadAsync(context.Request, options, _heldBodies, context.RequestAborted, _scheduler);
+            if (problem is not null)
             {
-                Attempt first;
-                try
-                {
-                    first = await ForwardAsync(context, request, warm.Host, warm, TransformMode.Inference);
-                    if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None }) Scheduler.ForwardSucceeded(warm);
-                }
-                finally
-                {
-                    _scheduler.Release(warm);
-                }
-                if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
-                {
-                    Interlocked.Increment(ref warm.Forwarded.Value);
-                    if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true, 0);
-                    return;
-                }
-                if (first.Kind is AttemptKind.Forwarded or AttemptKind.Failed)
-                {
-                    await FinishAsync(context, request, first, TimeSpan.Zero, started, warm: false);
-                    return;
-                }
-                last = first;
+                await problem.WriteAsync(context);
+                Record(context, null, null, "bad_request", TimeSpan.Zero, started, warm: false);
+                return;
             }
+            _activity.Requested(context, request!, _scheduler.Catalog.Resolve(request!.Model)?.Key);
+            using (request)
+            {
+                // Every forward, whichever path it takes, sends the body the proxy holds (an alias may have changed its length).
+                context.Request.ContentLength = request!.Length;
+                if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
+                var pin = request.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
+                var last = default(Attempt);
 
-            var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
-            await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
-            var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
-            var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
-            await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
+                // The warm path: a ready instance, leased without a lock; most requests end here. (ForwardLeasedAsync
+                // inlined: its state machine would be one more allocation on every request.)
+                if (_scheduler.TryWarm(request.Model, pin) is { } warm)
+                {
+                    Attempt first;
+                    try
+                    {
+                        first = await ForwardAsync(context, request, warm.Host, warm, TransformMode.Inference);
+                        if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None }) Scheduler.ForwardSucceeded(warm);
+                    }
+                    finally
+                    {
+                        _scheduler.Release(warm);
+                    }
+                    if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
+                    {
+                        Interlocked.Increment(ref warm.Forwarded.Value);
+                        if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true, 0);
+                        return;
+                    }
+                    if (first.Kind is AttemptKind.Forwarded or AttemptKind.Failed)
+                    {
+                        await FinishAsync(context, request, first, TimeSpan.Zero, started, warm: false);
+                        return;
+                    }
+                    last = first;
+                }
+
+                var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
+                await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
+                var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
+                var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
+                await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
+            }
+        }
+        finally
+        {
+            _activity.Finished(context); // every way out, the warm path's success included
         }
     }
 
