@@ -58,7 +58,7 @@ if (builder.Configuration["urls"] is null && builder.Configuration["http_ports"]
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
     kestrel.AddServerHeader = false;
-    kestrel.Limits.MaxRequestBodySize = startupOptions.MaxRequestBodyBytes;
+    kestrel.Limits.MaxRequestBodySize = startupOptions.Forwarding.MaxRequestBodyBytes;
 });
 builder.Services.AddLmsProxy();
 

@@ -40,42 +40,42 @@ internal static class OptionsValidation
         }
         CheckCapacity(errors, "LmsProxy:Capacity", o.Capacity);
 
-        Positive(errors, "HoldTimeout", o.HoldTimeout);
-        Positive(errors, "LoadTimeout", o.LoadTimeout);
-        Positive(errors, "RefreshInterval", o.RefreshInterval);
-        Positive(errors, "HealthCheckInterval", o.HealthCheckInterval);
-        Positive(errors, "ActivityTimeout", o.ActivityTimeout);
-        Positive(errors, "ConnectTimeout", o.ConnectTimeout);
-        Positive(errors, "ApiTimeout", o.ApiTimeout);
-        Positive(errors, "KeepAliveAfter", o.KeepAliveAfter);
-        Positive(errors, "Lms:Timeout", o.Lms.Timeout);
-        if (o.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.MaxHeldPerModel}).");
-        if (o.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.MaxRequestBodyBytes}).");
+        Positive(errors, "HoldTimeout", o.Holding.HoldTimeout);
+        Positive(errors, "LoadTimeout", o.Loading.LoadTimeout);
+        Positive(errors, "RefreshInterval", o.Loading.RefreshInterval);
+        Positive(errors, "HealthCheckInterval", o.Loading.HealthCheckInterval);
+        Positive(errors, "ActivityTimeout", o.Forwarding.ActivityTimeout);
+        Positive(errors, "ConnectTimeout", o.Forwarding.ConnectTimeout);
+        Positive(errors, "ApiTimeout", o.Loading.ApiTimeout);
+        Positive(errors, "KeepAliveAfter", o.Holding.KeepAliveAfter);
+        Positive(errors, "Lms:Timeout", o.Loading.Lms.Timeout);
+        if (o.Holding.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.Holding.MaxHeldPerModel}).");
+        if (o.Forwarding.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.Forwarding.MaxRequestBodyBytes}).");
 
-        if (o.MaxHeldBodyBytes < o.MaxRequestBodyBytes)
+        if (o.Holding.MaxHeldBodyBytes < o.Forwarding.MaxRequestBodyBytes)
         {
-            errors.Add($"LmsProxy:MaxHeldBodyBytes must be at least LmsProxy:MaxRequestBodyBytes ({o.MaxRequestBodyBytes}), or the largest body could never be held (got {o.MaxHeldBodyBytes}).");
+            errors.Add($"LmsProxy:MaxHeldBodyBytes must be at least LmsProxy:MaxRequestBodyBytes ({o.Forwarding.MaxRequestBodyBytes}), or the largest body could never be held (got {o.Holding.MaxHeldBodyBytes}).");
         }
-        foreach (var origin in o.AllowedOrigins)
+        foreach (var origin in o.Access.AllowedOrigins)
         {
             if (Security.CrossSiteGuard.NormalizeOrigin(origin) is null) errors.Add($"LmsProxy:AllowedOrigins entry '{origin}' must be an origin such as http://192.168.1.30:3000 (scheme, host and port, no path), or *.");
         }
-        foreach (var host in o.AllowedHosts)
+        foreach (var host in o.Access.AllowedHosts)
         {
             if (!Security.HostHeaderGuard.IsValidPattern(host)) errors.Add($"LmsProxy:AllowedHosts entry '{host}' must be a host name without scheme or port (gpu-box.example.com), *.example.com, or *.");
         }
 
-        if (o.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
-        foreach (var model in o.Preload)
+        if (o.Access.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
+        foreach (var model in o.Loading.Preload)
         {
             if (ModelName.Problem(model) is { } p) errors.Add($"LmsProxy:Preload entry '{model}': {p}");
         }
-        foreach (var (alias, target) in o.Aliases)
+        foreach (var (alias, target) in o.Loading.Aliases)
         {
             if (ModelName.Problem(alias) is { } p) errors.Add($"LmsProxy:Aliases key '{alias}': {p}");
             if (ModelName.Problem(target) is { } q) errors.Add($"LmsProxy:Aliases:{alias} target '{target}': {q}");
         }
-        foreach (var (key, s) in o.Models)
+        foreach (var (key, s) in o.Loading.Models)
         {
             if (ModelName.Problem(key) is { } p) errors.Add($"LmsProxy:Models key '{key}': {p}");
             if (s.ContextLength is < 1) errors.Add($"LmsProxy:Models:{key}:ContextLength must be positive.");

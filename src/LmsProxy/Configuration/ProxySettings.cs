@@ -34,6 +34,11 @@ internal sealed partial class ProxySettings : IDisposable
         {
             var section = configuration.GetSection(LmsProxyOptions.SectionName);
             section.Bind(options);
+            // Each concern's keys sit directly under the section (LmsProxy:HoldTimeout), so each part binds from it.
+            section.Bind(options.Loading);
+            section.Bind(options.Holding);
+            section.Bind(options.Forwarding);
+            section.Bind(options.Access);
             foreach (var (name, host) in options.Hosts)
             {
                 // A host's Capacity overrides the shared settings key by key.

@@ -20,7 +20,7 @@ internal static partial class StartupBanner
             if (host.Loader.LmsPath is null && host.Options.Loader != LoaderKind.Rest && host.Url.IsLoopback) LogLmsMissing(logger, host.Loader.Reason);
             else LogLoader(logger, host.Name, host.Loader.Name, host.Loader.Reason);
         }
-        if (options.Preload.Count > 0) LogPreload(logger, string.Join(", ", options.Preload));
+        if (options.Loading.Preload.Count > 0) LogPreload(logger, string.Join(", ", options.Loading.Preload));
         if (app.Services.GetRequiredService<Security.ListenAddresses>().ExposureWarning(options) is { } exposed) LogExposed(logger, exposed);
     }
 

@@ -44,7 +44,7 @@ internal static class CommandLineHelp
               LmsProxy:Hosts:<name>:Url            several LM Studio servers instead of Upstream
               LmsProxy:Loader                      auto, lms or rest [{{Lower(d.Loader)}}]
               LmsProxy:Lms:Path                    the lms executable [PATH, then ~/.lmstudio/bin/lms]
-              LmsProxy:HoldTimeout                 longest a request waits for its model to load [{{d.HoldTimeout:c}}]
+              LmsProxy:HoldTimeout                 longest a request waits for its model to load [{{d.Holding.HoldTimeout:c}}]
               LmsProxy:Capacity:MaxLoadedModels    most models loaded at once, 0: no limit [{{d.Capacity.MaxLoadedModels}}]
               LmsProxy:Capacity:MemoryBudgetBytes  memory the loaded models may use, 0: unknown [{{d.Capacity.MemoryBudgetBytes}}]
               LmsProxy:Capacity:IdleUnloadAfter    unload a model unused this long, 00:00:00: never [{{d.Capacity.IdleUnloadAfter:c}}]
@@ -54,7 +54,7 @@ internal static class CommandLineHelp
               LmsProxy:ApiKeys:<n>                 keys clients must send (8+ characters); none: no key needed
               LmsProxy:AllowedHosts:<n>            more names clients reach the proxy by (gpu.example.com)
               LmsProxy:AllowedOrigins:<n>          web pages that may call the proxy (http://192.168.1.30:3000)
-              LmsProxy:StreamKeepAlive             what a held stream gets meanwhile: off, comment or chunk [{{Lower(d.StreamKeepAlive)}}]
+              LmsProxy:StreamKeepAlive             what a held stream gets meanwhile: off, comment or chunk [{{Lower(d.Holding.StreamKeepAlive)}}]
             Durations are hh:mm:ss. The settings file lists every setting with its default.
 
             Three ways to set them (the command line wins over the environment, the environment over the file):

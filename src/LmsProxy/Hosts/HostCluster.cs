@@ -31,7 +31,7 @@ internal sealed partial class HostCluster
         _apiClient = new HttpClient(new SocketsHttpHandler
         {
             UseProxy = false,
-            ConnectTimeout = settings.Current.ConnectTimeout,
+            ConnectTimeout = settings.Current.Forwarding.ConnectTimeout,
             AutomaticDecompression = System.Net.DecompressionMethods.All,
         }) { Timeout = Timeout.InfiniteTimeSpan };
         _yarpConfig = yarpConfig;
@@ -59,8 +59,8 @@ internal sealed partial class HostCluster
             Active = new ActiveHealthCheckConfig
             {
                 Enabled = true,
-                Interval = options.HealthCheckInterval,
-                Timeout = TimeSpan.FromSeconds(Math.Min(2, options.HealthCheckInterval.TotalSeconds)),
+                Interval = options.Loading.HealthCheckInterval,
+                Timeout = TimeSpan.FromSeconds(Math.Min(2, options.Loading.HealthCheckInterval.TotalSeconds)),
                 Policy = HealthCheckConstants.ActivePolicy.ConsecutiveFailures,
                 Path = GreetingCheckHandler.Path,
             },
@@ -78,7 +78,7 @@ internal sealed partial class HostCluster
         if (_hosts.Count < 2) return;
         if (host.Destination is not { } destination || !_services.GetRequiredService<IProxyStateLookup>().TryGetCluster(ClusterId, out var cluster)) return;
         if (destination.Health.Passive == DestinationHealth.Unhealthy) return;
-        var reactivation = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(10).Ticks, _settings.Current.HealthCheckInterval.Ticks * 2));
+        var reactivation = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(10).Ticks, _settings.Current.Loading.HealthCheckInterval.Ticks * 2));
         _services.GetRequiredService<IDestinationHealthUpdater>().SetPassive(cluster, destination, DestinationHealth.Unhealthy, reactivation);
         LogUnreachable(_logger, host.Name, host.Url, reactivation.TotalSeconds);
     }
@@ -98,7 +98,7 @@ internal sealed partial class HostCluster
                     continue;
                 }
                 if (existing is not null) existing.Removed = true;
-                var api = new LmStudioApi(_apiClient, wanted.Url!, wanted.ApiKey, wanted.Name, () => _settings.Current.ApiTimeout);
+                var api = new LmStudioApi(_apiClient, wanted.Url!, wanted.ApiKey, wanted.Name, () => _settings.Current.Loading.ApiTimeout);
                 next.Add(new LmStudioHost(wanted, api, LoaderSelector.Choose(wanted, api, _settings, _logger), FindDestination));
             }
             foreach (var gone in current.Values) gone.Removed = true;

@@ -26,7 +26,7 @@ internal sealed partial class HostRefresher(
             await RefreshOnceAsync(down, warmed, stoppingToken);
             try
             {
-                await Task.Delay(settings.Current.RefreshInterval, time, stoppingToken);
+                await Task.Delay(settings.Current.Loading.RefreshInterval, time, stoppingToken);
             }
             catch (OperationCanceledException)
             {
@@ -68,7 +68,7 @@ internal sealed partial class HostRefresher(
             if (host.Loader.Loader is LmsCliLoader lms && host.RefreshedAt is not null && AddOnce(warmed, lms)) _ = lms.WarmPathsAsync(stoppingToken);
         }
         var options = settings.Current;
-        foreach (var name in options.Preload) scheduler.KeepPreloaded(options.ResolveAlias(name));
+        foreach (var name in options.Loading.Preload) scheduler.KeepPreloaded(options.Loading.ResolveAlias(name));
     }
 
     private static bool AddOnce(HashSet<LmsCliLoader> set, LmsCliLoader loader)

@@ -24,6 +24,7 @@ internal sealed class LmStudioHost
         Loader = loader;
         _findDestination = findDestination;
         _allowed = AllowList(options.Models);
+        Limits = LimitsOf(options.Capacity!);
         Prefix = options.Url!.GetLeftPart(UriPartial.Authority);
     }
 
@@ -37,6 +38,9 @@ internal sealed class LmStudioHost
     public LmStudioHostOptions Options { get; private set; }
 
     public CapacityOptions Capacity => Options.Capacity!;
+
+    /// <summary>The placement policy's settings for this host: immutable, made once per settings change.</summary>
+    public Scheduling.Policy.HostLimits Limits { get; private set; }
 
     public LmStudioApi Api { get; }
 
@@ -69,7 +73,11 @@ internal sealed class LmStudioHost
     {
         Options = options;
         _allowed = AllowList(options.Models);
+        Limits = LimitsOf(options.Capacity!);
     }
+
+    private static Scheduling.Policy.HostLimits LimitsOf(CapacityOptions c) =>
+        new(c.MaxLoadedModels, c.IdleUnloadAfter, c.SwapWaitBound, c.EvictForeign, c.SpillAt);
 
     internal bool SameEndpoint(LmStudioHostOptions other) =>
         Url == other.Url && Options.ApiKey == other.ApiKey && Options.Loader == other.Loader;

@@ -189,7 +189,7 @@ internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettin
             // lms talks to a remote LM Studio only when told where it is (hidden --host/--port flags).
             args.AddRange(["--host", host.Host, "--port", host.Port.ToString(CultureInfo.InvariantCulture)]);
         }
-        var limit = settings.Current.Lms.Timeout;
+        var limit = settings.Current.Loading.Lms.Timeout;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limit);
         var stdout = new StringBuilder();

@@ -36,12 +36,12 @@ internal static class LoaderSelector
         {
             return new("rest", null, $"LM Studio at {url} is on another machine: loading through its REST API.", rest);
         }
-        var path = LmsLocator.Find(options.Lms.Path);
+        var path = LmsLocator.Find(options.Loading.Lms.Path);
         if (path is not null)
         {
             return new("lms", path, $"lms found at {path}.", new LmsCliLoader(path, url, settings, api, logger));
         }
-        var where = string.IsNullOrWhiteSpace(options.Lms.Path) ? "on PATH or in LM Studio's home (~/.lmstudio/bin, ~/.cache/lm-studio/bin)" : $"at {options.Lms.Path}";
+        var where = string.IsNullOrWhiteSpace(options.Loading.Lms.Path) ? "on PATH or in LM Studio's home (~/.lmstudio/bin, ~/.cache/lm-studio/bin)" : $"at {options.Loading.Lms.Path}";
         if (host.Loader == LoaderKind.Lms)
         {
             return new("lms", null, $"Loader is 'lms' but lms was not found {where}: loads will fail. {InstallHint}", new MissingLmsLoader(where));

@@ -12,11 +12,11 @@ internal static class BodyReader
 
     public static async ValueTask<Result> ReadAsync(HttpRequest request, LmsProxyOptions options, HeldBodyBudget budget, CancellationToken cancellationToken)
     {
-        var limit = options.MaxRequestBodyBytes;
+        var limit = options.Forwarding.MaxRequestBodyBytes;
         if (request.ContentLength > limit) return new(null, 0, BodyReadError.TooLarge(limit));
 
         // A declared length is charged whole before a byte is read; a chunked body as its buffer grows.
-        var buffer = budget.TryRent(request.ContentLength is > 0 and <= int.MaxValue ? (int)request.ContentLength.Value : 16 * 1024, options.MaxHeldBodyBytes);
+        var buffer = budget.TryRent(request.ContentLength is > 0 and <= int.MaxValue ? (int)request.ContentLength.Value : 16 * 1024, options.Holding.MaxHeldBodyBytes);
         if (buffer is null) return new(null, 0, HeldBodiesFull(options));
         var length = 0;
         try
@@ -53,7 +53,7 @@ internal static class BodyReader
 
     public static ProxyError HeldBodiesFull(LmsProxyOptions options) =>
         new(StatusCodes.Status503ServiceUnavailable, "held_bodies_full",
-            $"LmsProxy holds {options.MaxHeldBodyBytes / (1024 * 1024)} MiB of request bodies already (LmsProxy:MaxHeldBodyBytes). Retry shortly.", TimeSpan.FromSeconds(5));
+            $"LmsProxy holds {options.Holding.MaxHeldBodyBytes / (1024 * 1024)} MiB of request bodies already (LmsProxy:MaxHeldBodyBytes). Retry shortly.", TimeSpan.FromSeconds(5));
 
     private static Result Reject(HeldBodyBudget budget, byte[] buffer, ProxyError error)
     {
@@ -64,8 +64,8 @@ internal static class BodyReader
     private static byte[]? Grow(HeldBodyBudget budget, byte[] buffer, int length, LmsProxyOptions options)
     {
         // One byte past the limit is enough to know the body is too large.
-        var size = Math.Min(Math.Min((long)buffer.Length * 2, options.MaxRequestBodyBytes + 1), Array.MaxLength);
-        if (budget.TryRent((int)size, options.MaxHeldBodyBytes) is not { } bigger) return null;
+        var size = Math.Min(Math.Min((long)buffer.Length * 2, options.Forwarding.MaxRequestBodyBytes + 1), Array.MaxLength);
+        if (budget.TryRent((int)size, options.Holding.MaxHeldBodyBytes) is not { } bigger) return null;
         buffer.AsSpan(0, length).CopyTo(bigger);
         budget.Return(buffer);
         return bigger;

@@ -42,7 +42,7 @@ internal static class ModelControl
         }
         else
         {
-            var key = scheduler.Catalog.Resolve(options.ResolveAlias(name))?.Key ?? name;
+            var key = scheduler.Catalog.Resolve(options.Loading.ResolveAlias(name))?.Key ?? name;
             candidates = [.. hosts.Where(h => h.Catalog.Resolve(key) is not null && h.Allows(key))];
         }
         return candidates.Count switch

@@ -56,7 +56,7 @@ internal sealed class ModelListTransformer(HttpTransformer requestTransform, Mod
             data.Add((JsonNode)new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = ModelLookup.OwnerOf(model.Key) });
             added++;
         }
-        foreach (var alias in options.Aliases.Keys)
+        foreach (var alias in options.Loading.Aliases.Keys)
         {
             if (!listed.Add(alias)) continue;
             data.Add((JsonNode)new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });

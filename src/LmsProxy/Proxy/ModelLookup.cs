@@ -15,7 +15,7 @@ internal static class ModelLookup
     {
         // The id may contain a slash, sent as %2F (Kestrel leaves that one escaped) or as a plain '/'.
         var id = Uri.UnescapeDataString(context.Request.Path.Value!["/v1/models/".Length..]);
-        if (options.Aliases.TryGetValue(id, out var target) && scheduler.Catalog.Resolve(target) is not null)
+        if (options.Loading.Aliases.TryGetValue(id, out var target) && scheduler.Catalog.Resolve(target) is not null)
         {
             return Results.Json(Describe(id, "lmsproxy-alias"), ProxyJson.Default.ModelDescription).ExecuteAsync(context);
         }

@@ -70,7 +70,7 @@ internal static class ModelRequestReader
         if (ModelName.Problem(found.Model) is { } nameProblem) return Reject(budget, buffer!, ProxyError.BadRequest("invalid_model", "Invalid 'model': " + nameProblem));
 
         var model = found.Model!;
-        var target = options.ResolveAlias(model);
+        var target = options.Loading.ResolveAlias(model);
         if (scheduler is not null)
         {
             var (resolved, refusal) = await VariantRequests.ResolveAsync(target, scheduler, cancellationToken);
@@ -175,7 +175,7 @@ internal static class ModelRequestReader
         var (start, oldLength) = span.GetOffsetAndLength(length);
         var replacement = JsonSerializer.SerializeToUtf8Bytes(model, ProxyJson.Default.String);
         var newLength = length - oldLength + replacement.Length;
-        if (budget.TryRent(newLength, options.MaxHeldBodyBytes) is not { } result) return null;
+        if (budget.TryRent(newLength, options.Holding.MaxHeldBodyBytes) is not { } result) return null;
         body.AsSpan(0, start).CopyTo(result);
         replacement.CopyTo(result.AsSpan(start));
         body.AsSpan(start + oldLength, length - start - oldLength).CopyTo(result.AsSpan(start + replacement.Length));

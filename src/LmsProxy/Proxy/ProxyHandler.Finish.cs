@@ -102,7 +102,7 @@ internal sealed partial class ProxyHandler
         return error switch
         {
             ForwarderError.RequestTimedOut => ("upstream_timeout", new(StatusCodes.Status504GatewayTimeout, "upstream_timeout",
-                $"LM Studio at {upstream} sent nothing for {_settings.Current.ActivityTimeout.TotalSeconds:0} s (LmsProxy:ActivityTimeout).")),
+                $"LM Studio at {upstream} sent nothing for {_settings.Current.Forwarding.ActivityTimeout.TotalSeconds:0} s (LmsProxy:ActivityTimeout).")),
             ForwarderError.Request => ("upstream_unavailable", new(StatusCodes.Status502BadGateway, "upstream_unavailable",
                 $"LM Studio at {upstream} is not reachable: {detail ?? "connection failed"}. {Loading.LmStudioApi.StartHint}")),
             ForwarderError.RequestBodyClient => ("bad_request", ProxyError.BadRequest("request_body_error", $"The request body could not be read: {detail}")),

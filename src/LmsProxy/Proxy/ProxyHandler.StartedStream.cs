@@ -18,7 +18,7 @@ internal sealed partial class ProxyHandler
         var (context, request, keepAlive) = (state.Context, state.Request, state.KeepAlive!);
         _activity.Forwarding(context, host.Name);
         var aborted = context.RequestAborted;
-        var activityTimeout = _settings.Current.ActivityTimeout;
+        var activityTimeout = _settings.Current.Forwarding.ActivityTimeout;
         using var activity = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         activity.CancelAfter(activityTimeout);
         context.Request.Body = request.OpenBody();

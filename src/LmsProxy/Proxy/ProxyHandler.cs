@@ -173,7 +173,7 @@ internal sealed partial class ProxyHandler
                     last = first;
                 }
 
-                var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
+                var deadline = started + (long)(options.Holding.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
                 await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
                 var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
                 var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
@@ -196,7 +196,7 @@ internal sealed partial class ProxyHandler
             if (_time.GetTimestamp() >= state.Deadline)
             {
                 return state.Last = new(AttemptKind.Refused, Refusal: Admission.Refused(AdmissionStatus.HoldTimeout,
-                    $"'{state.Request.RequestedModel}' could not be served within {_settings.Current.HoldTimeout.TotalSeconds:0} s (LmsProxy:HoldTimeout): LM Studio kept failing it ({state.Last.Kind})."));
+                    $"'{state.Request.RequestedModel}' could not be served within {_settings.Current.Holding.HoldTimeout.TotalSeconds:0} s (LmsProxy:HoldTimeout): LM Studio kept failing it ({state.Last.Kind})."));
             }
         }
         return state.Last = await AdmitAndForwardAsync(state);
@@ -371,7 +371,7 @@ internal sealed partial class ProxyHandler
     {
         var cached = _requestConfig;
         if (ReferenceEquals(cached.Options, options)) return cached.Config;
-        var config = new ForwarderRequestConfig { ActivityTimeout = options.ActivityTimeout, Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
+        var config = new ForwarderRequestConfig { ActivityTimeout = options.Forwarding.ActivityTimeout, Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
         _requestConfig = (options, config);
         return config;
     }

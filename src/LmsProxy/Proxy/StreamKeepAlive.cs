@@ -46,11 +46,11 @@ internal sealed class StreamKeepAlive : IAsyncDisposable
     /// <summary>A keep-alive for this request, or null when it asks for none (not streaming, mode off, or no no-op fits).</summary>
     public static StreamKeepAlive? For(HttpContext context, ModelRequest request, LmsProxyOptions options, TimeProvider time)
     {
-        if (!request.Stream || options.StreamKeepAlive == StreamKeepAliveMode.Off) return null;
+        if (!request.Stream || options.Holding.StreamKeepAlive == StreamKeepAliveMode.Off) return null;
         var protocol = StreamProtocols.Of(context.Request.Path);
         // The Responses API has no no-op event: it gets keep-alives only as SSE comments.
-        if (protocol == StreamProtocol.Responses && options.StreamKeepAlive != StreamKeepAliveMode.Comment) return null;
-        return new StreamKeepAlive(context, protocol, options.StreamKeepAlive, request.RequestedModel, options.KeepAliveAfter, time);
+        if (protocol == StreamProtocol.Responses && options.Holding.StreamKeepAlive != StreamKeepAliveMode.Comment) return null;
+        return new StreamKeepAlive(context, protocol, options.Holding.StreamKeepAlive, request.RequestedModel, options.Holding.KeepAliveAfter, time);
     }
 
     /// <summary>Takes the response for the caller: no keep-alive is written until <see cref="Release"/>.</summary>

@@ -13,9 +13,9 @@ internal static class TokenCounter
 {
     public static async Task AnswerAsync(HttpContext context, LmsProxyOptions options)
     {
-        if (context.Request.ContentLength > options.MaxRequestBodyBytes)
+        if (context.Request.ContentLength > options.Forwarding.MaxRequestBodyBytes)
         {
-            await new ProxyError(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"The request body is larger than {options.MaxRequestBodyBytes} bytes (LmsProxy:MaxRequestBodyBytes).").WriteAsync(context);
+            await new ProxyError(StatusCodes.Status413PayloadTooLarge, "request_too_large", $"The request body is larger than {options.Forwarding.MaxRequestBodyBytes} bytes (LmsProxy:MaxRequestBodyBytes).").WriteAsync(context);
             return;
         }
         JsonDocument document;

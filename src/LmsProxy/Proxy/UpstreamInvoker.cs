@@ -20,7 +20,7 @@ internal sealed class UpstreamInvoker : IDisposable
                 AllowAutoRedirect = false,
                 AutomaticDecompression = DecompressionMethods.None,
                 UseCookies = false,
-                ConnectTimeout = settings.Current.ConnectTimeout,
+                ConnectTimeout = settings.Current.Forwarding.ConnectTimeout,
                 EnableMultipleHttp2Connections = true,
                 ActivityHeadersPropagator = new Yarp.ReverseProxy.Forwarder.ReverseProxyPropagator(DistributedContextPropagator.Current),
             },

@@ -44,9 +44,7 @@ internal sealed partial class Scheduler
                     : null;
                 models[key] = new ModelFit(Estimate(host, model), never, LastLoadTime(host, key));
             }
-            var c = host.Capacity;
-            hosts.Add(new HostView(host.Name, host.IsHealthy, host.Operation is not null,
-                new HostLimits(c.MaxLoadedModels, c.IdleUnloadAfter, c.SwapWaitBound, c.EvictForeign, c.SpillAt), Budget(host),
+            hosts.Add(new HostView(host.Name, host.IsHealthy, host.Operation is not null, host.Limits, Budget(host),
                 [.. host.Instances.Values.Select(i => new InstanceView(i.ModelKey, i.State, i.InFlight, i.Parallel, i.LastUsed, i.LoadedAtTimestamp, i.EstimatedBytes,
                     i.LoadedByProxy, IsPinned(i.ModelKey), i.UnloadWhenDrained, i.UnloadRetryAt, LastLoadTime(host, i.ModelKey)))],
                 models));

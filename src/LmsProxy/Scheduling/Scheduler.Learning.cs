@@ -23,7 +23,7 @@ internal sealed partial class Scheduler
         if (_learnedFootprint.TryGetValue(model.Key, out var learned)) return learned;
         var size = model.SizeBytes > 0 ? model.SizeBytes : 1L << 30;
         var context = host.Instances.GetValueOrDefault(model.Key)?.LmStudioInstances.FirstOrDefault()?.ContextLength
-            ?? _settings.Current.SettingsFor(model.Key).ContextLength ?? 4096;
+            ?? _settings.Current.Loading.SettingsFor(model.Key).ContextLength ?? 4096;
         var perToken = Math.Max(16 * 1024, (long)(size / 1e9 * 24 * 1024));
         return (long)(size * 1.1) + context * perToken;
     }

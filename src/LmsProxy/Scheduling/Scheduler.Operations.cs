@@ -40,7 +40,7 @@ internal sealed partial class Scheduler
     private async Task RunLoadAsync(LmStudioHost host, CatalogModel model, Instance instance, List<Instance> victims)
     {
         var options = _settings.Current;
-        using var limit = new CancellationTokenSource(options.LoadTimeout, _time);
+        using var limit = new CancellationTokenSource(options.Loading.LoadTimeout, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
         var started = Stopwatch.GetTimestamp();
         try
@@ -72,7 +72,7 @@ internal sealed partial class Scheduler
 
             LogLoadStarted(_logger, model.Key, host.Name, host.Loader.Name);
             Events.LoadStarting(host.Name, model.Key); // waiting requests are "loading" now (the activity record)
-            await host.Loader.Loader.LoadAsync(model, options.SettingsFor(model.Key), timeout.Token);
+            await host.Loader.Loader.LoadAsync(model, options.Loading.SettingsFor(model.Key), timeout.Token);
 
             // Verify from the REST list (one HTTP call): the model may already be gone again (another app, a user).
             var after = await host.Api.GetCatalogAsync(timeout.Token);
@@ -154,7 +154,7 @@ internal sealed partial class Scheduler
         }
         catch (OperationCanceledException)
         {
-            lock (_lock) LoadFailed(host, model.Key, instance, $"Loading '{model.Key}' did not finish within {options.LoadTimeout.TotalSeconds:0} s (LmsProxy:LoadTimeout).", Stopwatch.GetElapsedTime(started));
+            lock (_lock) LoadFailed(host, model.Key, instance, $"Loading '{model.Key}' did not finish within {options.Loading.LoadTimeout.TotalSeconds:0} s (LmsProxy:LoadTimeout).", Stopwatch.GetElapsedTime(started));
         }
         catch (Exception ex)
         {
@@ -197,7 +197,7 @@ internal sealed partial class Scheduler
         _dirty = true;
         _ = Task.Run(async () =>
         {
-            using var limit = new CancellationTokenSource(_settings.Current.LoadTimeout, _time);
+            using var limit = new CancellationTokenSource(_settings.Current.Loading.LoadTimeout, _time);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
             try
             {

@@ -13,7 +13,7 @@ internal sealed partial class Scheduler
         {
             var group = GroupFor(key, null);
             if (group.Waiters.Any(w => w.Background) || InstancesOf(key).Any(i => i.State is InstanceState.Ready or InstanceState.Loading)) return;
-            group.Add(new Waiter(_time.GetTimestamp(), background: true, expires: _time.GetTimestamp() + ToTimestamp(_settings.Current.LoadTimeout)));
+            group.Add(new Waiter(_time.GetTimestamp(), background: true, expires: _time.GetTimestamp() + ToTimestamp(_settings.Current.Loading.LoadTimeout)));
             Pump();
         }
     }
@@ -38,7 +38,7 @@ internal sealed partial class Scheduler
             if (_operatorPins.TryGetValue(key, out var pinned)) return pinned;
         }
         var options = _settings.Current;
-        return options.Preload.Any(p => string.Equals(_catalog.Resolve(options.ResolveAlias(p))?.Key ?? options.ResolveAlias(p), key, StringComparison.OrdinalIgnoreCase));
+        return options.Loading.Preload.Any(p => string.Equals(_catalog.Resolve(options.Loading.ResolveAlias(p))?.Key ?? options.Loading.ResolveAlias(p), key, StringComparison.OrdinalIgnoreCase));
     }
 
     public void SetPinned(string key, bool pinned)

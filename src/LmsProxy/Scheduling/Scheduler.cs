@@ -207,7 +207,7 @@ internal sealed partial class Scheduler : IDisposable
                 if (string.Equals(g.Key, key, StringComparison.OrdinalIgnoreCase)) held += g.Held;
             }
             waiter = new Waiter(started, background: false);
-            if (held >= options.MaxHeldPerModel)
+            if (held >= options.Holding.MaxHeldPerModel)
             {
                 full = true;
             }
@@ -221,7 +221,7 @@ internal sealed partial class Scheduler : IDisposable
         if (full)
         {
             _metrics.HoldEnded(key, "queue_full", TimeSpan.Zero);
-            return Admission.Refused(AdmissionStatus.QueueFull, $"{options.MaxHeldPerModel} requests are already waiting for '{key}'.");
+            return Admission.Refused(AdmissionStatus.QueueFull, $"{options.Holding.MaxHeldPerModel} requests are already waiting for '{key}'.");
         }
 
         Admission admission;

@@ -17,7 +17,7 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings setti
     public Task InvokeAsync(HttpContext context)
     {
         var options = settings.Current;
-        if (options.ApiKeys.Count == 0 || IsOpen(context.Request.Path, options) || IsOpenActivity(context.Request, options) || Presented(context.Request) is { } key && IsKnown(key, options))
+        if (options.Access.ApiKeys.Count == 0 || IsOpen(context.Request.Path, options) || IsOpenActivity(context.Request, options) || Presented(context.Request) is { } key && IsKnown(key, options))
         {
             return next(context);
         }
@@ -26,11 +26,11 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings setti
     }
 
     private static bool IsOpen(PathString path, LmsProxyOptions options) =>
-        path == "/healthz" || path == "/readyz" || (options.OpenStatus && (path == "/" || path == "/status" || path == "/metrics"));
+        path == "/healthz" || path == "/readyz" || (options.Access.OpenStatus && (path == "/" || path == "/status" || path == "/metrics"));
 
     // The status page's live table reads these; captured bodies (/activity/{id}) and the cancel stay behind the key.
     private static bool IsOpenActivity(HttpRequest request, LmsProxyOptions options) =>
-        options.OpenStatus && HttpMethods.IsGet(request.Method) && (request.Path == "/activity" || request.Path == "/activity/stream" || request.Path == "/usage");
+        options.Access.OpenStatus && HttpMethods.IsGet(request.Method) && (request.Path == "/activity" || request.Path == "/activity/stream" || request.Path == "/usage");
 
     private static string? Presented(HttpRequest request)
     {
@@ -44,7 +44,7 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings setti
         var keys = _keys;
         if (!ReferenceEquals(keys.Options, options))
         {
-            keys = (options, [.. options.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))]);
+            keys = (options, [.. options.Access.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))]);
             _keys = keys;
         }
         var digest = SHA256.HashData(Encoding.UTF8.GetBytes(presented));

@@ -59,7 +59,7 @@ internal static class CrossSiteGuard
     {
         if (_allowed is { } cached && ReferenceEquals(cached.Options, options)) return cached;
         var origins = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var entry in options.AllowedOrigins)
+        foreach (var entry in options.Access.AllowedOrigins)
         {
             if (NormalizeOrigin(entry) is { } origin) origins.Add(origin);
         }

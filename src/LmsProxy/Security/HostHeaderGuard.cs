@@ -93,13 +93,13 @@ internal sealed class HostHeaderGuard(ListenAddresses listening)
         if (domain.Length > 0) exact.Add(machine + "." + domain.TrimEnd('.').ToLowerInvariant());
         exact.UnionWith(listening.Names);
         var suffixes = new List<string>();
-        foreach (var entry in options.AllowedHosts)
+        foreach (var entry in options.Access.AllowedHosts)
         {
             var pattern = entry.Trim().TrimEnd('.').ToLowerInvariant();
             if (pattern.StartsWith("*.", StringComparison.Ordinal)) suffixes.Add(pattern[1..]);
             else exact.Add(pattern);
         }
-        var rules = new Rules(options, exact, [.. suffixes], options.AllowedHosts.Contains("*"), !listening.LoopbackOnly);
+        var rules = new Rules(options, exact, [.. suffixes], options.Access.AllowedHosts.Contains("*"), !listening.LoopbackOnly);
         // Listen addresses are known only once the server has started; until then the rules are not kept.
         if (listening.All.Count > 0) _rules = rules;
         return rules;

@@ -32,7 +32,7 @@ internal sealed class ListenAddresses(IServer server)
     /// connect can run inference and load and unload models.
     /// </summary>
     public string? ExposureWarning(LmsProxyOptions options) =>
-        options.ApiKeys.Count == 0 && BeyondLoopback.Count > 0
+        options.Access.ApiKeys.Count == 0 && BeyondLoopback.Count > 0
             ? $"LmsProxy listens on {string.Join(", ", BeyondLoopback)} without API keys: anyone who can reach this port can run models and load and unload models. Set LmsProxy:ApiKeys (README: API keys), or listen on localhost only."
             : null;
 

@@ -12,7 +12,7 @@ internal static class UpstreamCredentials
     /// </summary>
     public static void Apply(HttpRequestMessage request, LmsProxyOptions options, string? hostToken)
     {
-        if (options.ApiKeys.Count > 0 && !options.ForwardClientKey)
+        if (options.Access.ApiKeys.Count > 0 && !options.Access.ForwardClientKey)
         {
             request.Headers.Authorization = null;
             request.Headers.Remove("x-api-key");

@@ -79,10 +79,9 @@ public sealed class ModelCatalogTests
         var options = new LmsProxyOptions
         {
             Upstream = new Uri("http://localhost:1234/v1"),
-            MaxHeldPerModel = 0,
-            Preload = ["-bad"],
-            ApiKeys = ["short"],
-            Models = { ["m"] = new ModelLoadSettings { Gpu = "2", Ttl = 0 } },
+            Holding = { MaxHeldPerModel = 0 },
+            Loading = { Preload = ["-bad"], Models = { ["m"] = new ModelLoadSettings { Gpu = "2", Ttl = 0 } } },
+            Access = { ApiKeys = ["short"] },
         };
 
         var errors = OptionsValidation.Validate(options);

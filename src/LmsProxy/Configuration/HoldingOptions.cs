@@ -1,0 +1,30 @@
+namespace LmsProxy.Configuration;
+
+/// <summary>How requests are held while their model loads or waits for room, and what a waiting client receives (keys directly under <c>LmsProxy</c>).</summary>
+internal sealed class HoldingOptions
+{
+    /// <summary>Longest a request is held while its model loads (re-sends included) before it gets a 503.</summary>
+    public TimeSpan HoldTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Most requests held per model at once; one more gets a 503 with Retry-After.</summary>
+    public int MaxHeldPerModel { get; set; } = 1000;
+
+    /// <summary>
+    /// Most bytes of request bodies held at once, across all models (an inference body is read whole before it is held
+    /// or forwarded); a request past it gets a 503 with Retry-After.
+    /// </summary>
+    public long MaxHeldBodyBytes { get; set; } = 256 * 1024 * 1024;
+
+    /// <summary>What a held streaming request receives while it waits: off, comment or chunk.</summary>
+    public StreamKeepAliveMode StreamKeepAlive { get; set; } = StreamKeepAliveMode.Off;
+
+    /// <summary>How long a streaming request is held silently before keep-alives start.</summary>
+    public TimeSpan KeepAliveAfter { get; set; } = TimeSpan.FromSeconds(5);
+}
+
+internal enum StreamKeepAliveMode
+{
+    Off,
+    Comment,
+    Chunk,
+}
