@@ -95,7 +95,7 @@ internal sealed class LmStudioHost
     internal bool Unverified { get; set; }
 
     /// <summary>Loaded (or loading, or unloading) models, by key.</summary>
-    internal Dictionary<string, Instance> Instances { get; } = new(StringComparer.OrdinalIgnoreCase);
+    internal Dictionary<string, HostedModel> Instances { get; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Bumped on every change of <see cref="Instances"/>; a catalog read that saw an older version is not applied.</summary>
     internal long Version { get; set; }

@@ -21,7 +21,7 @@ internal sealed partial class ProxyHandler
         Failed,
     }
 
-    private readonly record struct Attempt(AttemptKind Kind, LmStudioHost? Host = null, Instance? Instance = null, ForwarderError Error = ForwarderError.None, Admission Refusal = default);
+    private readonly record struct Attempt(AttemptKind Kind, LmStudioHost? Host = null, HostedModel? Leased = null, ForwarderError Error = ForwarderError.None, Admission Refusal = default);
 
     private sealed class RequestState(ProxyHandler handler, HttpContext context, ModelRequest request, LmStudioHost? pin, long deadline, StreamKeepAlive? keepAlive)
     {

@@ -13,7 +13,7 @@ namespace LmsProxy.Proxy;
 /// </summary>
 internal sealed partial class ProxyHandler
 {
-    private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, Instance? instance)
+    private async ValueTask<Attempt> ForwardIntoStartedStreamAsync(RequestState state, LmStudioHost host, HostedModel? instance)
     {
         var (context, request, keepAlive) = (state.Context, state.Request, state.KeepAlive!);
         _activity.Forwarding(context, host.Name);

@@ -195,7 +195,7 @@ internal sealed partial class ProxyHandler
             if (await AfterFailureAsync(state) is { } refusal) return state.Last = new(AttemptKind.Refused, Refusal: refusal);
             if (_time.GetTimestamp() >= state.Deadline)
             {
-                return state.Last = new(AttemptKind.Refused, Refusal: Admission.Refused(AdmissionStatus.HoldTimeout,
+                return state.Last = new(AttemptKind.Refused, Refusal: Admission.Refusal(AdmissionStatus.HoldTimeout,
                     $"'{state.Request.RequestedModel}' could not be served within {_settings.Current.Holding.HoldTimeout.TotalSeconds:0} s (LmsProxy:HoldTimeout): LM Studio kept failing it ({state.Last.Kind})."));
             }
         }
@@ -208,13 +208,13 @@ internal sealed partial class ProxyHandler
         var aborted = state.Context.RequestAborted;
         switch (state.Last)
         {
-            case { Kind: AttemptKind.NotLoaded, Instance: { } instance }:
+            case { Kind: AttemptKind.NotLoaded, Leased: { } instance }:
                 return await _scheduler.ReportNotLoadedAsync(instance, aborted);
             case { Kind: AttemptKind.CutOff } cutOff:
                 // Evicted under the request: it waits for a reload. Still loaded: the request itself is the trouble.
-                if (cutOff.Instance is { } cut && !await _scheduler.ReportCutOffAsync(cut, aborted)) return null;
+                if (cutOff.Leased is { } cut && !await _scheduler.ReportCutOffAsync(cut, aborted)) return null;
                 if (++state.CutOffs < CutOffsTolerated) return null;
-                return Admission.Refused(AdmissionStatus.UpstreamAborted,
+                return Admission.Refusal(AdmissionStatus.UpstreamAborted,
                     $"LM Studio at {cutOff.Host?.Url} closed the connection before answering, {state.CutOffs} times, with '{state.Request.Model}' still loaded. " +
                     "The request may be larger than LM Studio accepts, or make it crash; LM Studio's own log says which.");
             case { Kind: AttemptKind.Unreachable, Host: { } unreachable }:
@@ -240,8 +240,8 @@ internal sealed partial class ProxyHandler
         }
         catch (OperationCanceledException)
         {
-            if (admission.Instance is { } taken) _scheduler.Release(taken);
-            return new(AttemptKind.Refused, Refusal: Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting."));
+            if (admission.Leased is { } taken) _scheduler.Release(taken);
+            return new(AttemptKind.Refused, Refusal: Admission.Refusal(AdmissionStatus.Cancelled, "The client disconnected while waiting."));
         }
         var attempt = await ForwardAdmittedAsync(state, admission);
         keepAlive.Release(final: attempt.Kind is not (AttemptKind.NotLoaded or AttemptKind.Unreachable or AttemptKind.CutOff));
@@ -255,8 +255,8 @@ internal sealed partial class ProxyHandler
         if (state.Unreachable.Contains(admission.Host!))
         {
             // Placement had nowhere else: the host that just failed is the only one that can serve this model.
-            if (admission.Instance is { } taken) _scheduler.Release(taken);
-            return new(AttemptKind.Refused, admission.Host, Refusal: Admission.Refused(AdmissionStatus.UpstreamUnavailable,
+            if (admission.Leased is { } taken) _scheduler.Release(taken);
+            return new(AttemptKind.Refused, admission.Host, Refusal: Admission.Refusal(AdmissionStatus.UpstreamUnavailable,
                 $"LM Studio at {admission.Host!.Url} is not reachable, and no other host can serve '{request.Model}'. {Loading.LmStudioApi.StartHint}"));
         }
         var started = state.KeepAlive?.Committed == true;
@@ -264,7 +264,7 @@ internal sealed partial class ProxyHandler
         {
             context.Response.Headers["X-LmsProxy-Hold-Ms"] = ((long)state.Held.TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
         }
-        if (admission.Instance is not { } leased)
+        if (admission.Leased is not { } leased)
         {
             // LM Studio refuses the proxy's own calls: the request goes as it is and LM Studio answers.
             return started
@@ -278,7 +278,7 @@ internal sealed partial class ProxyHandler
     /// Forwards on a lease (into the keep-alive's stream when <paramref name="startedStream"/> is given), and gives the
     /// lease back when the response is done or the client left.
     /// </summary>
-    private async ValueTask<Attempt> ForwardLeasedAsync(HttpContext context, ModelRequest request, Instance leased, RequestState? startedStream = null)
+    private async ValueTask<Attempt> ForwardLeasedAsync(HttpContext context, ModelRequest request, HostedModel leased, RequestState? startedStream = null)
     {
         try
         {
@@ -294,7 +294,7 @@ internal sealed partial class ProxyHandler
         }
     }
 
-    private async ValueTask<Attempt> ForwardAsync(HttpContext context, ModelRequest request, LmStudioHost host, Instance? instance, TransformMode mode)
+    private async ValueTask<Attempt> ForwardAsync(HttpContext context, ModelRequest request, LmStudioHost host, HostedModel? instance, TransformMode mode)
     {
         _activity.Forwarding(context, host.Name);
         context.Request.Body = request.OpenBody();

@@ -4,8 +4,8 @@ namespace LmsProxy.Scheduling;
 
 internal enum AdmissionStatus
 {
-    /// <summary>The request may go: to <see cref="Admission.Host"/>, holding a lease on <see cref="Admission.Instance"/>.</summary>
-    Ready,
+    /// <summary>The request may go: to <see cref="Admission.Host"/>, holding a lease on <see cref="Admission.Leased"/>.</summary>
+    Granted,
 
     /// <summary>LM Studio refuses the proxy's own calls (its auth is on, no token): forward unchecked, LM Studio answers.</summary>
     Unverified,
@@ -33,9 +33,9 @@ internal enum AdmissionStatus
 }
 
 /// <summary>How a request's wait for a place to go ended. <see cref="Detail"/> is a client-safe sentence.</summary>
-internal readonly record struct Admission(AdmissionStatus Status, LmStudioHost? Host = null, Instance? Instance = null, string? Detail = null, TimeSpan Held = default)
+internal readonly record struct Admission(AdmissionStatus Status, LmStudioHost? Host = null, HostedModel? Leased = null, string? Detail = null, TimeSpan Held = default)
 {
-    public bool CanForward => Status is AdmissionStatus.Ready or AdmissionStatus.Unverified;
+    public bool CanForward => Status is AdmissionStatus.Granted or AdmissionStatus.Unverified;
 
-    public static Admission Refused(AdmissionStatus status, string detail) => new(status, Detail: detail);
+    public static Admission Refusal(AdmissionStatus status, string detail) => new(status, Detail: detail);
 }

@@ -19,7 +19,7 @@ internal sealed partial class Scheduler
     /// request waits for a reload) or still listed (a contradiction; too many in a row is LM Studio's fault).
     /// Returns a refusal for the request, or null to try again.
     /// </summary>
-    public async Task<Admission?> ReportNotLoadedAsync(Instance instance, CancellationToken cancellationToken)
+    public async Task<Admission?> ReportNotLoadedAsync(HostedModel instance, CancellationToken cancellationToken)
     {
         _metrics.NotLoadedAbsorbed(instance.ModelKey, instance.Host.Name);
         LogNotLoadedAbsorbed(_logger, instance.ModelKey, instance.Host.Name);
@@ -30,7 +30,7 @@ internal sealed partial class Scheduler
             if (!StillListed(instance, read, "LM Studio answered \"not loaded\"")) return null;
             if (++instance.Contradictions < ContradictionsTolerated) return null;
             instance.Contradictions = 0;
-            return Admission.Refused(AdmissionStatus.Inconsistent,
+            return Admission.Refusal(AdmissionStatus.Inconsistent,
                 $"LM Studio at {instance.Host.Url} lists '{instance.ModelKey}' as loaded but answered \"No models loaded\" to it {ContradictionsTolerated} times in a row. " +
                 "LM Studio seems stuck: unload and reload the model (lms unload, lms load) or restart LM Studio's server.");
         }
@@ -40,7 +40,7 @@ internal sealed partial class Scheduler
     /// LM Studio closed a request's connection before answering. Evicted under it (LM Studio has no drain): false, and
     /// the request waits for a reload. Still listed: true, and the request itself was the trouble (too large, a crash).
     /// </summary>
-    public async Task<bool> ReportCutOffAsync(Instance instance, CancellationToken cancellationToken)
+    public async Task<bool> ReportCutOffAsync(HostedModel instance, CancellationToken cancellationToken)
     {
         var answeredAt = _time.GetTimestamp();
         var read = await ReadAfterAsync(instance.Host, answeredAt, cancellationToken);
@@ -55,7 +55,7 @@ internal sealed partial class Scheduler
     }
 
     /// <summary>Under the lock: whether the read still lists the model; if it does not, the instance is forgotten.</summary>
-    private bool StillListed(Instance instance, CatalogRead read, string why)
+    private bool StillListed(HostedModel instance, CatalogRead read, string why)
     {
         if (read.Catalog is not null && read.Catalog.Resolve(instance.ModelKey)?.IsLoaded == true) return true;
         instance.Contradictions = 0;
@@ -65,7 +65,7 @@ internal sealed partial class Scheduler
     }
 
     /// <summary>A forward to an instance succeeded: a past contradiction no longer counts.</summary>
-    public static void ForwardSucceeded(Instance instance)
+    public static void ForwardSucceeded(HostedModel instance)
     {
         if (instance.Contradictions != 0) instance.Contradictions = 0;
     }
@@ -141,14 +141,14 @@ internal sealed partial class Scheduler
         }
         if (hosts.All(h => h.RefreshedAt is null || !h.IsHealthy) && hosts.Select(h => h.LastRefreshError).FirstOrDefault(e => e is not null) is { } down)
         {
-            return Admission.Refused(AdmissionStatus.UpstreamUnavailable, down);
+            return Admission.Refusal(AdmissionStatus.UpstreamUnavailable, down);
         }
         var available = string.Join(", ", _catalog.Models.Select(m => m.Key).Order(StringComparer.Ordinal));
-        return Admission.Refused(AdmissionStatus.NotFound,
+        return Admission.Refusal(AdmissionStatus.NotFound,
             $"The model '{model}' is not downloaded in LM Studio{(hosts.Count > 1 ? " on any host" : "")}. Available models: {(available.Length > 0 ? available : "none")}.");
     }
 
-    internal static Admission ConversationHostDown(LmStudioHost pin) => Admission.Refused(AdmissionStatus.ConversationHostDown,
+    internal static Admission ConversationHostDown(LmStudioHost pin) => Admission.Refusal(AdmissionStatus.ConversationHostDown,
         $"This conversation's state lives on LM Studio host '{pin.Name}' ({pin.Url}), which is not reachable now. " +
         "It cannot be continued elsewhere; retry when that host is back, or start a new conversation.");
 
@@ -170,7 +170,7 @@ internal sealed partial class Scheduler
                 if (known.State is InstanceState.Ready or InstanceState.Draining) known.LmStudioInstances = model.Instances;
                 continue;
             }
-            var found = new Instance(host, model.Key, loadedByProxy: false, Estimate(host, model with { Instances = model.Instances }))
+            var found = new HostedModel(host, model.Key, loadedByProxy: false, Estimate(host, model with { Instances = model.Instances }))
             {
                 Forwarded = _metrics.RequestCounter(model.Key, host.Name, "forwarded"),
             };
@@ -192,7 +192,7 @@ internal sealed partial class Scheduler
         _severalHosts = hosts.Count > 1;
         var catalog = ModelCatalog.Union(hosts.Where(h => !h.Removed).Select(h => h.Catalog));
         _catalog = catalog;
-        var names = new Dictionary<string, List<Instance>>(StringComparer.OrdinalIgnoreCase);
+        var names = new Dictionary<string, List<HostedModel>>(StringComparer.OrdinalIgnoreCase);
         // Only what a host may serve (its Models allow-list) is offered to the warm path.
         foreach (var instance in hosts.Where(h => !h.Removed).SelectMany(h => h.Instances.Values).Where(i => i.State == InstanceState.Ready && i.Host.Allows(i.ModelKey)))
         {

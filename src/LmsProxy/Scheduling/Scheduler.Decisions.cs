@@ -59,7 +59,7 @@ internal sealed partial class Scheduler
         switch (decision)
         {
             case GrantDecision grant when _groups.TryGetValue(grant.GroupId, out var group):
-                Grant(group, [.. grant.Hosts.Select(h => InstanceAt(h, group.Key)).OfType<Instance>()], now);
+                Grant(group, [.. grant.Hosts.Select(h => InstanceAt(h, group.Key)).OfType<HostedModel>()], now);
                 break;
             case LoadDecision load when HostNamed(load.Host) is { } host:
                 var waiting = load.GroupId is { } id ? _groups.GetValueOrDefault(id) : null;
@@ -68,7 +68,7 @@ internal sealed partial class Scheduler
                     LogSpill(_logger, load.Model, host.Name);
                     Events.Add(new(_time.GetUtcNow(), "spill", host.Name, load.Model, "every loaded instance is saturated"));
                 }
-                StartLoad(host, load.Model, [.. load.Victims.Select(v => InstanceAt(load.Host, v)).OfType<Instance>()], waiting);
+                StartLoad(host, load.Model, [.. load.Victims.Select(v => InstanceAt(load.Host, v)).OfType<HostedModel>()], waiting);
                 break;
             case DrainDecision drain when InstanceAt(drain.Host, drain.Model) is { State: InstanceState.Ready } victim:
                 victim.SetState(InstanceState.Draining);
@@ -91,7 +91,7 @@ internal sealed partial class Scheduler
                 {
                     AdmissionStatus.NotFound => Unknown(group.Key, group.Pin),
                     AdmissionStatus.ConversationHostDown => ConversationHostDown(group.Pin!),
-                    _ => Admission.Refused(refuse.Status, refuse.Reason),
+                    _ => Admission.Refusal(refuse.Status, refuse.Reason),
                 });
                 break;
         }
@@ -99,10 +99,10 @@ internal sealed partial class Scheduler
 
     private LmStudioHost? HostNamed(string name) => _cluster.Hosts.FirstOrDefault(h => !h.Removed && h.Name == name);
 
-    private Instance? InstanceAt(string host, string model) => HostNamed(host)?.Instances.GetValueOrDefault(model);
+    private HostedModel? InstanceAt(string host, string model) => HostNamed(host)?.Instances.GetValueOrDefault(model);
 
     /// <summary>Releases the whole group onto the ready instances, each waiter to the least loaded one for its slots.</summary>
-    private void Grant(WaitGroup group, List<Instance> ready, long now)
+    private void Grant(WaitGroup group, List<HostedModel> ready, long now)
     {
         foreach (var waiter in group.Waiters)
         {
@@ -113,11 +113,11 @@ internal sealed partial class Scheduler
             }
             if (waiter.Background)
             {
-                waiter.Done.TrySetResult(new(AdmissionStatus.Ready, instance.Host));
+                waiter.Done.TrySetResult(new(AdmissionStatus.Granted, instance.Host));
                 continue;
             }
             instance.Admit(now);
-            if (!waiter.Done.TrySetResult(new(AdmissionStatus.Ready, instance.Host, instance))) instance.Release(now);
+            if (!waiter.Done.TrySetResult(new(AdmissionStatus.Granted, instance.Host, instance))) instance.Release(now);
         }
         _waiting -= group.Held;
         group.Clear();
@@ -140,10 +140,10 @@ internal sealed partial class Scheduler
         }
     }
 
-    private IEnumerable<Instance> InstancesOf(string key) =>
-        _cluster.Hosts.Select(h => h.Instances.GetValueOrDefault(key)).OfType<Instance>();
+    private IEnumerable<HostedModel> InstancesOf(string key) =>
+        _cluster.Hosts.Select(h => h.Instances.GetValueOrDefault(key)).OfType<HostedModel>();
 
-    private int SpillThreshold(Instance instance) => instance.Host.Capacity.SpillAt > 0 ? instance.Host.Capacity.SpillAt : instance.Parallel;
+    private int SpillThreshold(HostedModel instance) => instance.Host.Capacity.SpillAt > 0 ? instance.Host.Capacity.SpillAt : instance.Parallel;
 
     /// <summary>The warm path saw every instance of a model saturated: the policy may load another on a host with room.</summary>
     private void RequestSpill(string key)

@@ -39,7 +39,7 @@ internal sealed partial class Scheduler
     }
 
     /// <summary>LM Studio refused for lack of memory: learn the host's ceiling (and the model's size, when it said), then plan again.</summary>
-    private void LearnFromRefusal(LmStudioHost host, CatalogModel model, Instance instance, ModelLoadException ex, TimeSpan elapsed)
+    private void LearnFromRefusal(LmStudioHost host, CatalogModel model, HostedModel instance, ModelLoadException ex, TimeSpan elapsed)
     {
         Forget(instance, null, null);
         _metrics.LoadEnded(model.Key, host.Name, "refused", elapsed);

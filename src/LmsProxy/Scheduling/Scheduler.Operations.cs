@@ -8,9 +8,9 @@ namespace LmsProxy.Scheduling;
 /// <summary>Loads and unloads, run outside the lock; each ends in exactly one final state (ready, gone, refused, failed) and pumps again.</summary>
 internal sealed partial class Scheduler
 {
-    private void StartLoad(LmStudioHost host, string key, IReadOnlyList<Instance> victims, WaitGroup? group)
+    private void StartLoad(LmStudioHost host, string key, IReadOnlyList<HostedModel> victims, WaitGroup? group)
     {
-        var unloading = new List<Instance>();
+        var unloading = new List<HostedModel>();
         foreach (var victim in victims)
         {
             if (victim.TryBeginUnload())
@@ -24,7 +24,7 @@ internal sealed partial class Scheduler
             return;
         }
         var model = host.Catalog.Resolve(key)!;
-        var instance = new Instance(host, model.Key, loadedByProxy: true, Estimate(host, model))
+        var instance = new HostedModel(host, model.Key, loadedByProxy: true, Estimate(host, model))
         {
             Forwarded = _metrics.RequestCounter(model.Key, host.Name, "forwarded"),
             LoadStartedAt = _time.GetUtcNow(),
@@ -37,7 +37,7 @@ internal sealed partial class Scheduler
         _ = Task.Run(() => RunLoadAsync(host, model, instance, unloading));
     }
 
-    private async Task RunLoadAsync(LmStudioHost host, CatalogModel model, Instance instance, List<Instance> victims)
+    private async Task RunLoadAsync(LmStudioHost host, CatalogModel model, HostedModel instance, List<HostedModel> victims)
     {
         var options = _settings.Current;
         using var limit = new CancellationTokenSource(options.Loading.LoadTimeout, _time);
@@ -102,7 +102,7 @@ internal sealed partial class Scheduler
                     if (vanished >= VanishedLoadsTolerated)
                     {
                         _vanishedLoads.Remove((host.Name, model.Key));
-                        FailModel(model.Key, host, Admission.Refused(AdmissionStatus.LoadFailed,
+                        FailModel(model.Key, host, Admission.Refusal(AdmissionStatus.LoadFailed,
                             $"LM Studio at {host.Url} reported loading '{model.Key}' {vanished} times, but never listed it afterwards."));
                     }
                 }
@@ -130,7 +130,7 @@ internal sealed partial class Scheduler
                     if (ReferenceEquals(group.Pin, host)) Fail(group, ConversationHostDown(host));
                     else if (!_cluster.Hosts.Any(h => !ReferenceEquals(h, host) && h.IsHealthy && h.Catalog.Resolve(model.Key) is not null && h.Allows(model.Key)))
                     {
-                        Fail(group, Admission.Refused(AdmissionStatus.UpstreamUnavailable, ex.Message));
+                        Fail(group, Admission.Refusal(AdmissionStatus.UpstreamUnavailable, ex.Message));
                     }
                 }
             }
@@ -172,7 +172,7 @@ internal sealed partial class Scheduler
         }
     }
 
-    private async Task UnloadInstanceAsync(LmStudioHost host, Instance victim, string reason, CancellationToken cancellationToken)
+    private async Task UnloadInstanceAsync(LmStudioHost host, HostedModel victim, string reason, CancellationToken cancellationToken)
     {
         // Never another LM Link device's instance: only this machine's count against its memory (F10, F21).
         foreach (var id in victim.LmStudioInstances.Where(i => !i.IsRemote).Select(i => i.Id).DefaultIfEmpty(victim.ModelKey))
@@ -189,7 +189,7 @@ internal sealed partial class Scheduler
         }
     }
 
-    private void StartUnload(LmStudioHost host, Instance instance, string reason)
+    private void StartUnload(LmStudioHost host, HostedModel instance, string reason)
     {
         if (!instance.TryBeginUnload()) return;
         host.Operation = $"unloading {instance.ModelKey} ({reason})";
@@ -237,17 +237,17 @@ internal sealed partial class Scheduler
         Pump();
     }
 
-    private void LoadFailed(LmStudioHost host, string key, Instance instance, string message, TimeSpan elapsed)
+    private void LoadFailed(LmStudioHost host, string key, HostedModel instance, string message, TimeSpan elapsed)
     {
         Forget(instance, null, null);
         _lastErrors[(host.Name, key)] = (message, _time.GetUtcNow());
         _metrics.LoadEnded(key, host.Name, "failure", elapsed);
         Events.Add(new(_time.GetUtcNow(), "failure", host.Name, key, Excerpt.Of(message, 160)));
         LogLoadFailed(_logger, key, host.Name, message);
-        FailModel(key, host, Admission.Refused(AdmissionStatus.LoadFailed, message));
+        FailModel(key, host, Admission.Refusal(AdmissionStatus.LoadFailed, message));
     }
 
-    private void MarkLoaded(Instance instance, IReadOnlyList<LoadedInstance> lmStudioInstances)
+    private void MarkLoaded(HostedModel instance, IReadOnlyList<LoadedInstance> lmStudioInstances)
     {
         instance.LmStudioInstances = lmStudioInstances;
         instance.LoadedAt = _time.GetUtcNow();
@@ -259,7 +259,7 @@ internal sealed partial class Scheduler
     }
 
     /// <summary>The instance is no longer loaded (unloaded, evicted, failed to load).</summary>
-    private void Forget(Instance instance, string? eventKind, string? why)
+    private void Forget(HostedModel instance, string? eventKind, string? why)
     {
         var host = instance.Host;
         if (host.Instances.TryGetValue(instance.ModelKey, out var current) && ReferenceEquals(current, instance))

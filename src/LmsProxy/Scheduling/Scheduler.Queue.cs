@@ -61,7 +61,7 @@ internal sealed partial class Scheduler
         }
         // Granted in the meantime: a client that left gives its lease back; one that timed out keeps its answer.
         var granted = waiter.Done.Task.Result;
-        if (release && granted.Instance is { } instance)
+        if (release && granted.Leased is { } instance)
         {
             Release(instance);
             return null;

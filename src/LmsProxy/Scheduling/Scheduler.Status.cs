@@ -47,12 +47,12 @@ internal sealed partial class Scheduler
         return held.Select(h => new System.Diagnostics.Metrics.Measurement<long>(h.Value, new KeyValuePair<string, object?>("model", h.Key)));
     }
 
-    private List<Instance> AllInstances()
+    private List<HostedModel> AllInstances()
     {
         lock (_lock) return [.. _cluster.Hosts.SelectMany(h => h.Instances.Values).Where(i => i.State != InstanceState.Gone)];
     }
 
-    private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveInstances(Func<Instance, long> value) =>
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveInstances(Func<HostedModel, long> value) =>
         AllInstances().Select(i => new System.Diagnostics.Metrics.Measurement<long>(value(i), new("model", i.ModelKey), new("host", i.Host.Name)));
 
     private IEnumerable<System.Diagnostics.Metrics.Measurement<int>> ObserveStates() =>

@@ -66,7 +66,7 @@ internal sealed partial class Scheduler : IDisposable
     private readonly ITimer _tick;
     private readonly ITimer _wake;
     private long _wakeDue;
-    private volatile FrozenDictionary<string, Instance[]> _ready = FrozenDictionary<string, Instance[]>.Empty;
+    private volatile FrozenDictionary<string, HostedModel[]> _ready = FrozenDictionary<string, HostedModel[]>.Empty;
     private volatile ModelCatalog _catalog = ModelCatalog.Empty;
     private volatile bool _severalHosts;
     private int _waiting;
@@ -137,10 +137,10 @@ internal sealed partial class Scheduler : IDisposable
     }
 
     /// <summary>The warm path: a lease on a ready instance, or null. No lock, no I/O; it allocates only when no healthy host has the model.</summary>
-    public Instance? TryWarm(string model, LmStudioHost? pin)
+    public HostedModel? TryWarm(string model, LmStudioHost? pin)
     {
         if (!_ready.TryGetValue(model, out var instances)) return null;
-        Instance? best = null, unhealthy = null;
+        HostedModel? best = null, unhealthy = null;
         foreach (var instance in instances)
         {
             if (pin is not null && !ReferenceEquals(instance.Host, pin)) continue;
@@ -169,7 +169,7 @@ internal sealed partial class Scheduler : IDisposable
     /// <summary>Holds the caller until its model is ready somewhere (or on <paramref name="pin"/>), its deadline passes, or it leaves.</summary>
     public async ValueTask<Admission> AdmitAsync(string model, LmStudioHost? pin, long deadline, CancellationToken requestAborted)
     {
-        if (TryWarm(model, pin) is { } warm) return new(AdmissionStatus.Ready, warm.Host, warm);
+        if (TryWarm(model, pin) is { } warm) return new(AdmissionStatus.Granted, warm.Host, warm);
         var started = _time.GetTimestamp();
 
         var key = KnownKey(model, pin);
@@ -184,7 +184,7 @@ internal sealed partial class Scheduler : IDisposable
             }
             catch (OperationCanceledException) when (requestAborted.IsCancellationRequested)
             {
-                return Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
+                return Admission.Refusal(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
             }
             key = KnownKey(model, pin);
             if (key is null)
@@ -221,7 +221,7 @@ internal sealed partial class Scheduler : IDisposable
         if (full)
         {
             _metrics.HoldEnded(key, "queue_full", TimeSpan.Zero);
-            return Admission.Refused(AdmissionStatus.QueueFull, $"{options.Holding.MaxHeldPerModel} requests are already waiting for '{key}'.");
+            return Admission.Refusal(AdmissionStatus.QueueFull, $"{options.Holding.MaxHeldPerModel} requests are already waiting for '{key}'.");
         }
 
         Admission admission;
@@ -232,11 +232,11 @@ internal sealed partial class Scheduler : IDisposable
         }
         catch (TimeoutException)
         {
-            admission = Abandon(waiter, key, pin) ?? Admission.Refused(AdmissionStatus.HoldTimeout, HoldTimeoutDetail(key, pin, remaining));
+            admission = Abandon(waiter, key, pin) ?? Admission.Refusal(AdmissionStatus.HoldTimeout, HoldTimeoutDetail(key, pin, remaining));
         }
         catch (OperationCanceledException) when (requestAborted.IsCancellationRequested)
         {
-            admission = Abandon(waiter, key, pin, release: true) ?? Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
+            admission = Abandon(waiter, key, pin, release: true) ?? Admission.Refusal(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
         }
         admission = admission with { Held = _time.GetElapsedTime(started) };
         _metrics.HoldEnded(key, OutcomeName(admission.Status), admission.Held);
@@ -244,7 +244,7 @@ internal sealed partial class Scheduler : IDisposable
     }
 
     /// <summary>Gives a lease back: the response's last byte was written, or its client left.</summary>
-    public void Release(Instance instance)
+    public void Release(HostedModel instance)
     {
         if (instance.Release(_time.GetTimestamp()) && (instance.State != InstanceState.Ready || Volatile.Read(ref _waiting) > 0))
         {
@@ -257,7 +257,7 @@ internal sealed partial class Scheduler : IDisposable
         _stopping.Cancel();
         lock (_lock)
         {
-            foreach (var group in _groups.Values.ToList()) Fail(group, Admission.Refused(AdmissionStatus.ShuttingDown, "LmsProxy is stopping."));
+            foreach (var group in _groups.Values.ToList()) Fail(group, Admission.Refusal(AdmissionStatus.ShuttingDown, "LmsProxy is stopping."));
         }
     }
 

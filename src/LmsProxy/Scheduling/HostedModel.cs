@@ -23,11 +23,12 @@ internal enum InstanceState
 }
 
 /// <summary>
-/// One model loaded on one host, and how busy it is. The in-flight count is the lease: taken before a request is
+/// One model loaded on one host, and how busy it is (not called "instance": that is LM Studio's word for its own
+/// loaded copies, with their own ids). The in-flight count is the lease: taken before a request is
 /// forwarded, given back when its response's last byte is written or its client leaves. Eviction only ever takes an
 /// instance whose count is zero, and both sides use interlocked operations, so a busy model is never unloaded.
 /// </summary>
-internal sealed class Instance(LmStudioHost host, string modelKey, bool loadedByProxy, long estimatedBytes)
+internal sealed class HostedModel(LmStudioHost host, string modelKey, bool loadedByProxy, long estimatedBytes)
 {
     private int _inFlight;
     private int _state = (int)InstanceState.Loading;
