@@ -76,6 +76,18 @@ internal sealed class LmsProxyOptions
     /// <summary>How long a streaming request is held silently before keep-alives start.</summary>
     public TimeSpan KeepAliveAfter { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>Time between two keep-alives (streamed and not streamed).</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Opt-in: a held request that is not streamed gets 200 application/json after KeepAliveAfter, then a space every
+    /// KeepAliveInterval (JSON allows leading whitespace), then the body; a failure after the 200 is an error body.
+    /// </summary>
+    public bool NonStreamingKeepAlive { get; set; }
+
+    /// <summary>A load whose reported progress (lms's percentage) does not rise for this long is killed; 00:00:00: never.</summary>
+    public TimeSpan LoadStallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Inbound API keys; when any are set, every request but /healthz and /readyz must carry one.</summary>
     public List<string> ApiKeys { get; set; } = [];
 
@@ -117,6 +129,9 @@ internal enum StreamKeepAliveMode
     Off,
     Comment,
     Chunk,
+
+    /// <summary>Chat streams get the wait's state as reasoning_content deltas (chat UIs show it as thinking).</summary>
+    Reasoning,
 }
 
 /// <summary>One LM Studio server behind the proxy (<c>LmsProxy:Hosts:&lt;name&gt;</c>).</summary>

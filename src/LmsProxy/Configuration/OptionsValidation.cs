@@ -48,6 +48,8 @@ internal static class OptionsValidation
         Positive(errors, "ConnectTimeout", o.ConnectTimeout);
         Positive(errors, "ApiTimeout", o.ApiTimeout);
         Positive(errors, "KeepAliveAfter", o.KeepAliveAfter);
+        Positive(errors, "KeepAliveInterval", o.KeepAliveInterval);
+        if (o.LoadStallTimeout < TimeSpan.Zero) errors.Add($"LmsProxy:LoadStallTimeout must not be negative (got {o.LoadStallTimeout}).");
         Positive(errors, "Lms:Timeout", o.Lms.Timeout);
         if (o.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.MaxHeldPerModel}).");
         if (o.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.MaxRequestBodyBytes}).");

@@ -43,6 +43,7 @@ internal sealed partial class Scheduler
         using var limit = new CancellationTokenSource(options.LoadTimeout, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
         var started = Stopwatch.GetTimestamp();
+        LoadTrack? stall = null;
         try
         {
             // Loaded already (the LM Studio app, JIT)? One REST call, no process.
@@ -72,7 +73,12 @@ internal sealed partial class Scheduler
 
             LogLoadStarted(_logger, model.Key, host.Name, host.Loader.Name);
             Events.LoadStarting(host.Name, model.Key); // waiting requests are "loading" now (the activity record)
-            await host.Loader.Loader.LoadAsync(model, options.SettingsFor(model.Key), timeout.Token);
+            using (var tracked = TrackLoad(instance, _time.GetTimestamp() - (Stopwatch.GetTimestamp() - started) * _time.TimestampFrequency / Stopwatch.Frequency, victims.Count > 0))
+            {
+                stall = tracked.Track;
+                using var load = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, tracked.Track.Stall.Token);
+                await host.Loader.Loader.LoadAsync(model, options.SettingsFor(model.Key), load.Token);
+            }
 
             // Verify from the REST list (one HTTP call): the model may already be gone again (another app, a user).
             var after = await host.Api.GetCatalogAsync(timeout.Token);
@@ -151,6 +157,10 @@ internal sealed partial class Scheduler
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
             lock (_lock) Forget(instance, null, null); // the proxy is stopping
+        }
+        catch (OperationCanceledException) when (stall?.Stall.IsCancellationRequested == true && !timeout.IsCancellationRequested)
+        {
+            lock (_lock) LoadFailed(host, model.Key, instance, StalledMessage(model.Key, host, stall, options.LoadStallTimeout), Stopwatch.GetElapsedTime(started));
         }
         catch (OperationCanceledException)
         {
