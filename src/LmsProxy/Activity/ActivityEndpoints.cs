@@ -74,20 +74,15 @@ internal static class ActivityEndpoints
 
     private static async Task StreamAsync(HttpContext context, ActivityRecorder recorder)
     {
-        context.Response.ContentType = "text/event-stream";
-        context.Response.Headers.CacheControl = "no-cache";
-        context.Response.Headers["X-Accel-Buffering"] = "no";
         var aborted = context.RequestAborted;
         var changes = recorder.Subscribe(aborted);
-        await context.Response.WriteAsync(": activity\n\n", aborted);
-        await context.Response.Body.FlushAsync(aborted);
+        await ServerSentEvents.BeginAsync(context.Response, "activity", aborted);
         try
         {
             await foreach (var record in changes.ReadAllAsync(aborted))
             {
                 var json = JsonSerializer.Serialize(record, ActivityJson.Default.ActivityRecord);
-                await context.Response.WriteAsync($"event: {(record.State == ActivityState.Done ? "done" : "update")}\ndata: {json}\n\n", aborted);
-                if (!changes.TryPeek(out _)) await context.Response.Body.FlushAsync(aborted);
+                await ServerSentEvents.WriteAsync(context.Response, record.State == ActivityState.Done ? "done" : "update", json, aborted, flush: !changes.TryPeek(out _));
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException)

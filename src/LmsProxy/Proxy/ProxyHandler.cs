@@ -110,7 +110,7 @@ internal sealed partial class ProxyHandler
         if (context.Request.Headers.Upgrade.Count == 0 && kind is RequestKind.Known or RequestKind.ModelList or RequestKind.ModelControl) _activity.Begin(context, _time.GetTimestamp(), null);
         var transformers = TransformersFor(host);
         HttpTransformer transformer = kind == RequestKind.ModelList
-            ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
+            ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates())
             : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
         if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
         var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
@@ -158,8 +158,9 @@ internal sealed partial class ProxyHandler
             }
 
             var deadline = started + (long)(options.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
-            await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
-            var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
+            var ticket = new Scheduler.WaitTicket(); // where the request waits, for the keep-alives' words
+            await using var keepAlive = StreamKeepAlive.For(context, request, options, _time, () => _scheduler.Describe(ticket));
+            var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last, Ticket = ticket };
             var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
             await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
         }
@@ -208,7 +209,7 @@ internal sealed partial class ProxyHandler
     private async ValueTask<Attempt> AdmitAndForwardAsync(RequestState state)
     {
         _activity.Queued(state.Context);
-        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted);
+        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted, state.Ticket);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
 
