@@ -43,7 +43,9 @@ internal sealed partial class Scheduler
         using var limit = new CancellationTokenSource(options.LoadTimeout, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
         var started = Stopwatch.GetTimestamp();
-        LoadTrack? stall = null;
+        // Progress and time left, for /status and the waiting requests, from now until the load's end.
+        using var tracked = TrackLoad(instance, _time.GetTimestamp(), victims.Count > 0);
+        var track = tracked.Track;
         try
         {
             // Loaded already (the LM Studio app, JIT)? One REST call, no process.
@@ -73,10 +75,8 @@ internal sealed partial class Scheduler
 
             LogLoadStarted(_logger, model.Key, host.Name, host.Loader.Name);
             Events.LoadStarting(host.Name, model.Key); // waiting requests are "loading" now (the activity record)
-            using (var tracked = TrackLoad(instance, _time.GetTimestamp() - (Stopwatch.GetTimestamp() - started) * _time.TimestampFrequency / Stopwatch.Frequency, victims.Count > 0))
+            using (var load = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, track.Stall.Token))
             {
-                stall = tracked.Track;
-                using var load = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, tracked.Track.Stall.Token);
                 await host.Loader.Loader.LoadAsync(model, options.SettingsFor(model.Key), load.Token);
             }
 
@@ -90,6 +90,7 @@ internal sealed partial class Scheduler
                     _vanishedLoads.Remove((host.Name, model.Key));
                     _lastErrors.Remove((host.Name, model.Key));
                     _lastLoadDurations[(host.Name, model.Key)] = elapsed;
+                    LearnTail(host, model.Key, track, _time.GetTimestamp());
                     SaveLoadTime(host.Name, model.Key, elapsed);
                     MarkLoaded(instance, loaded.Instances);
                     // Budget with what LM Studio loaded (AutoFit may have chosen a larger context than asked), not with the ask.
@@ -158,9 +159,9 @@ internal sealed partial class Scheduler
         {
             lock (_lock) Forget(instance, null, null); // the proxy is stopping
         }
-        catch (OperationCanceledException) when (stall?.Stall.IsCancellationRequested == true && !timeout.IsCancellationRequested)
+        catch (OperationCanceledException) when (track.Stall.IsCancellationRequested && !timeout.IsCancellationRequested)
         {
-            lock (_lock) LoadFailed(host, model.Key, instance, StalledMessage(model.Key, host, stall, options.LoadStallTimeout), Stopwatch.GetElapsedTime(started));
+            lock (_lock) LoadFailed(host, model.Key, instance, StalledMessage(model.Key, host, track, options.LoadStallTimeout), Stopwatch.GetElapsedTime(started));
         }
         catch (OperationCanceledException)
         {

@@ -13,6 +13,12 @@ namespace LmsProxy.Scheduling;
 internal sealed partial class Scheduler
 {
     private readonly ConcurrentDictionary<Instance, LoadTrack> _tracks = new();
+
+    /// <summary>
+    /// Per host and model, what a load takes after lms's percentage, extrapolated, would reach 100%: lms's exit and the
+    /// proxy's check that the model is listed (a moving average of the loads so far; not kept across restarts).
+    /// </summary>
+    private readonly ConcurrentDictionary<(string Host, string Model), double> _tailMs = new();
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Completes at the next change operators may want to see (a state published, a load's progress, a waiter).</summary>
@@ -20,9 +26,15 @@ internal sealed partial class Scheduler
 
     private void SignalChanged() => Interlocked.Exchange(ref _changed, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
-    internal sealed class LoadTrack(long started, TimeSpan? expected, bool swap, TimeProvider time) : IDisposable
+    internal sealed class LoadTrack(long started, TimeSpan? expected, bool swap, TimeProvider time, double? tailMs = null) : IDisposable
     {
         private double _fraction = -1;
+
+        /// <summary>What the load took after the rate said 100%, last times (null: not known yet).</summary>
+        public double? TailMs { get; } = tailMs;
+
+        /// <summary>Timestamp of the latest rise.</summary>
+        public long LastAt { get; private set; }
 
         public long Started { get; } = started;
 
@@ -54,6 +66,7 @@ internal sealed partial class Scheduler
                 FirstAt = now;
                 FirstFraction = fraction;
             }
+            LastAt = now;
             Volatile.Write(ref _fraction, fraction);
             return true;
         }
@@ -67,7 +80,8 @@ internal sealed partial class Scheduler
     /// <summary>Starts tracking a load just before the loader runs; disposing it ends the tracking.</summary>
     private TrackedLoad TrackLoad(Instance instance, long started, bool swap)
     {
-        var track = new LoadTrack(started, LastLoadTime(instance.Host, instance.ModelKey), swap, _time);
+        var track = new LoadTrack(started, LastLoadTime(instance.Host, instance.ModelKey), swap, _time,
+            _tailMs.TryGetValue((instance.Host.Name, instance.ModelKey), out var tail) ? tail : null);
         _tracks[instance] = track;
         var stallAfter = _settings.Current.LoadStallTimeout;
         var source = instance.Host.Loader.Loader as ILoadProgressSource;
@@ -116,8 +130,21 @@ internal sealed partial class Scheduler
         var p = track.Fraction;
         var risen = p - track.FirstFraction;
         double? fromRate = risen > 0.02 ? Ms(now - track.FirstAt) * (1 - p) / risen : null;
-        var eta = fromRate is { } rate && fromHistory is { } history ? p * rate + (1 - p) * history : fromRate ?? fromHistory;
+        // Once a load's tail is known, the rate plus the tail; before, the rate blended with the whole last load time.
+        var eta = fromRate is { } rate && track.TailMs is { } tail ? rate + Math.Max(0, tail)
+            : fromRate is { } r && fromHistory is { } history ? p * r + (1 - p) * history
+            : fromRate ?? fromHistory;
         return new(p, "lms", eta);
+    }
+
+    /// <summary>A load ended: how long after the rate's 100% it did, averaged with the loads before (under the lock).</summary>
+    private void LearnTail(Hosts.LmStudioHost host, string key, LoadTrack track, long now)
+    {
+        var risen = track.Fraction - track.FirstFraction;
+        if (!track.Real || risen <= 0.02) return;
+        var hundred = track.FirstAt + (track.LastAt - track.FirstAt) * (1 - track.FirstFraction) / risen;
+        var tailMs = (now - hundred) * 1000.0 / _time.TimestampFrequency;
+        _tailMs[(host.Name, key)] = _tailMs.TryGetValue((host.Name, key), out var before) ? (before + tailMs) / 2 : tailMs;
     }
 
     private static string StalledMessage(string key, Hosts.LmStudioHost host, LoadTrack track, TimeSpan after) =>

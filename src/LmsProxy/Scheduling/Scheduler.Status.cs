@@ -20,7 +20,7 @@ internal sealed partial class Scheduler
                     i.ModelKey, i.State, i.InFlight, i.LoadedByProxy, IsPinned(i.ModelKey), i.EstimatedBytes, i.Parallel,
                     i.LastUsed == 0 ? null : _time.GetUtcNow() - _time.GetElapsedTime(i.LastUsed, now), i.LoadedAt, i.LoadStartedAt,
                     [.. i.LmStudioInstances.Select(x => x.Id)],
-                    _lastLoadDurations.TryGetValue((h.Name, i.ModelKey), out var d) ? d.TotalMilliseconds : null) { Load = EstimateOf(i, now) })],
+                    _lastLoadDurations.TryGetValue((h.Name, i.ModelKey), out var d) ? d.TotalMilliseconds : null) { Load = i.State == InstanceState.Loading ? EstimateOf(i, now) : null })],
                 [.. h.Catalog.Models.Select(m => m.Key)])).ToList();
             var models = _catalog.Models.Select(m => m.Key).Concat(held.Keys).Distinct(StringComparer.OrdinalIgnoreCase).Select(key => new ModelSnapshot(
                 key,
