@@ -70,7 +70,7 @@ internal sealed class LmsProxyOptions
     /// <summary>Models loaded in the background at start-up and kept loaded; they are pinned (never unloaded by the proxy).</summary>
     public List<string> Preload { get; set; } = [];
 
-    /// <summary>What a held streaming request receives while it waits: off, comment or chunk.</summary>
+    /// <summary>What a held streaming request receives while it waits: off, comment, chunk or reasoning.</summary>
     public StreamKeepAliveMode StreamKeepAlive { get; set; } = StreamKeepAliveMode.Off;
 
     /// <summary>How long a streaming request is held silently before keep-alives start.</summary>
