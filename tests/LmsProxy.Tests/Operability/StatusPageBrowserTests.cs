@@ -10,6 +10,7 @@ using Xunit.Abstractions;
 
 namespace LmsProxy.Tests.Operability;
 
+// The page's tests and the small Chromium driver (DevTools protocol) they share, which is why this file is over 300 lines.
 /// <summary>The status page, as a person sees it: rendered by headless Chromium, with its script run against /status.</summary>
 public sealed class StatusPageBrowserTests(ITestOutputHelper output)
 {

@@ -144,6 +144,23 @@ public sealed partial class WaitingClientsTests
     }
 
     [Fact(Timeout = 30000)]
+    public async Task Status_DuringASwap_SaysTheRequestWaitsForASwap_AndTheCommentSaysSo()
+    {
+        await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(1.5) },
+            new Dictionary<string, string?>(Settings("comment")) { ["LmsProxy:Capacity:MaxLoadedModels"] = "1" });
+        (await env.Client.PostAsync("/v1/chat/completions", Json.Chat("google/gemma-3-1b"))).Dispose();
+
+        using var response = await env.Client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json.Chat(Model, stream: true) }, HttpCompletionOption.ResponseHeadersRead);
+        var queue = (await (await env.Proxy.Client().GetAsync("/status")).ReadJson()).GetProperty("queues").EnumerateArray().Single();
+        var lines = await ReadLinesAsync(response);
+
+        Assert.Equal("swap", queue.GetProperty("waitingFor").GetString());
+        Assert.Contains(lines, l => l.StartsWith(": swapping in qwen/qwen3-8b", StringComparison.Ordinal));
+        Assert.Equal("data: [DONE]", lines.Last(l => l.Length > 0));
+        Assert.Equal(1, env.Simulator.State.LoadCount(Model));
+    }
+
+    [Fact(Timeout = 30000)]
     public async Task ModelList_GivesEachModelAStatus_LoadingThenLoaded()
     {
         await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(1.5) });
