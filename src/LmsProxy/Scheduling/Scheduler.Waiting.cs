@@ -59,7 +59,8 @@ internal sealed partial class Scheduler
 
     /// <summary>
     /// No load of the model runs yet: the shortest wait over the hosts that could load it, each being what is left of
-    /// the load it runs now plus this model's last load time there. Null when no host knows this model's load time.
+    /// the load it runs now, the last load times of the models queued before this one that it could load (a host loads
+    /// one model at a time), and this model's last load time there. Null when no host knows this model's load time.
     /// </summary>
     private double? EtaWithoutLoad(WaitGroup group, long now)
     {
@@ -72,6 +73,12 @@ internal sealed partial class Scheduler
             foreach (var other in host.Instances.Values)
             {
                 if (other.State == InstanceState.Loading && EstimateOf(other, now) is { EtaMs: { } left }) ahead = Math.Max(ahead, left);
+            }
+            foreach (var earlier in _groups.Values)
+            {
+                if (earlier == group || earlier.Held == 0 || earlier.Oldest >= group.Oldest || (earlier.Pin is not null && !ReferenceEquals(earlier.Pin, host))) continue;
+                if (host.Catalog.Resolve(earlier.Key) is null || InstancesOf(earlier.Key).Any(i => i.State is InstanceState.Loading or InstanceState.Ready)) continue;
+                if (LastLoadTime(host, earlier.Key) is { } before) ahead += before.TotalMilliseconds;
             }
             var eta = ahead + own.TotalMilliseconds;
             if (best is null || eta < best) best = eta;

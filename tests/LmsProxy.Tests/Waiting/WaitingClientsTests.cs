@@ -160,6 +160,38 @@ public sealed partial class WaitingClientsTests
         Assert.Equal(1, env.Simulator.State.LoadCount(Model));
     }
 
+    /// <summary>Room for one model: the third model asked for waits for the load under way and for the one queued before it.</summary>
+    [Fact(Timeout = 40000)]
+    public async Task Eta_OfAModelQueuedBehindAnother_CountsTheLoadAheadAndTheQueuedOne()
+    {
+        const string Gemma = "google/gemma-3-1b", Embed = "text-embedding-nomic-embed-text-v1.5", Instruct = "qwen/qwen3-8b-instruct";
+        await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromSeconds(1) },
+            new Dictionary<string, string?> { ["LmsProxy:Capacity:MaxLoadedModels"] = "1" });
+        Task<HttpResponseMessage> Ask(HttpClient client, string model) => model == Embed
+            ? client.PostAsync("/v1/embeddings", Json.Body($$"""{"model":"{{model}}","input":"hi"}"""))
+            : client.PostAsync("/v1/chat/completions", Json.Chat(model));
+        // Each one's load time is learned; the instruct model stays loaded.
+        foreach (var model in new[] { Gemma, Model, Embed, Instruct }) (await Ask(env.Client, model)).Dispose();
+
+        var requests = new List<Task<HttpResponseMessage>>();
+        foreach (var model in new[] { Gemma, Model, Embed })
+        {
+            requests.Add(Ask(env.Proxy.Client(), model));
+            await Task.Delay(100); // in this order
+        }
+        await Eventually.Until(() => env.Proxy.HeldNow == 3, TimeSpan.FromSeconds(1));
+        var queues = (await (await env.Client.GetAsync("/status")).ReadJson()).GetProperty("queues").EnumerateArray()
+            .ToDictionary(q => q.GetProperty("model").GetString()!, q => (For: q.GetProperty("waitingFor").GetString(), Eta: q.GetProperty("etaMs").GetDouble()));
+        foreach (var response in await Task.WhenAll(requests)) Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        Assert.True(queues.Count == 3, string.Join("; ", queues.Select(q => $"{q.Key} {q.Value}")));
+        Assert.Equal("swap", queues[Gemma].For);
+        Assert.All([queues[Model].For, queues[Embed].For], f => Assert.Contains(f, new[] { "room", "swap" }));
+        // Qwen waits for Gemma's load and its own (about 1 s each); the embedding model for those and its own.
+        Assert.True(queues[Model].Eta > queues[Gemma].Eta + 600, string.Join("; ", queues.Select(q => $"{q.Key} {q.Value}")));
+        Assert.True(queues[Embed].Eta > queues[Model].Eta + 600, $"{queues[Embed].Eta} after {queues[Model].Eta}");
+    }
+
     [Fact(Timeout = 30000)]
     public async Task ModelList_GivesEachModelAStatus_LoadingThenLoaded()
     {
