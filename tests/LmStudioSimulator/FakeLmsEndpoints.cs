@@ -166,7 +166,7 @@ internal static class FakeLmsEndpoints
         await lms.Out("\u001b[?25l");
         for (var frame = 0; !load.IsCompleted; frame++)
         {
-            var percent = Math.Min(99, (int)((DateTime.UtcNow - started) / state.Options.LoadTime * 100));
+            var percent = Math.Min(state.Options.LoadStallsAt ?? 99, (int)((DateTime.UtcNow - started) / state.Options.LoadTime * 100));
             await lms.Out($"\r{(lms.Zh ? "正在加载" : "Loading")} {matches[0].Key} {percent}% {Frames[frame % Frames.Length]}");
             await Task.WhenAny(load, Task.Delay(80, aborted));
         }

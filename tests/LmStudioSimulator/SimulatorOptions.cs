@@ -9,6 +9,12 @@ public sealed class SimulatorOptions
     /// <summary>How long a load (JIT, REST or lms) takes.</summary>
     public TimeSpan LoadTime { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// A load that stops: lms's spinner stays at this percentage (frames still come every 80 ms, as when LM Studio
+    /// hangs in the middle of a load) and the load never ends until its lms is killed. Null: loads end after LoadTime.
+    /// </summary>
+    public int? LoadStallsAt { get; set; }
+
     /// <summary>JIT on: a request for an unloaded model holds while it loads. Off: "No models loaded" (§2.1).</summary>
     public bool Jit { get; set; }
 

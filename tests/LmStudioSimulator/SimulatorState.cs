@@ -236,7 +236,7 @@ public sealed partial class SimulatorState(SimulatorOptions options)
         }
         try
         {
-            await Task.Delay(Options.LoadTime, cancellationToken);
+            await Task.Delay(Options.LoadStallsAt is null ? Options.LoadTime : Timeout.InfiniteTimeSpan, cancellationToken);
         }
         catch
         {

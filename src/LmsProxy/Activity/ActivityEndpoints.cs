@@ -18,30 +18,30 @@ internal static class ActivityEndpoints
         app.MapGet("/activity", (HttpContext context, ActivityRecorder recorder) =>
         {
             var q = context.Request.Query;
-            if (!TryQuery(q, out var query, out var problem)) return Results.Json(new { error = problem }, statusCode: StatusCodes.Status400BadRequest);
+            if (!TryQuery(q, out var query, out var problem)) return Results.Json(new ActionError(problem!), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status400BadRequest);
             return Results.Json(new ActivityList(recorder.List(query)), ActivityJson.Default.ActivityList);
         });
         app.MapGet("/activity/stream", StreamAsync);
         app.MapGet("/activity/{id:long}", (long id, ActivityRecorder recorder) =>
-            recorder.Find(id) is { } record ? Results.Json(record, ActivityJson.Default.ActivityRecord) : Results.Json(new { error = $"No request {id} is recorded." }, statusCode: 404));
+            recorder.Find(id) is { } record ? Results.Json(record, ActivityJson.Default.ActivityRecord) : Results.Json(new ActionError($"No request {id} is recorded."), DiagnosticsJson.Default.ActionError, statusCode: 404));
         app.MapPost("/activity/{id:long}/cancel", async (long id, HttpContext context, ActivityRecorder recorder) =>
         {
             if (!context.Request.Headers.ContainsKey(StatusEndpoints.ActionHeader))
             {
-                return Results.Json(new { error = $"Send the header {StatusEndpoints.ActionHeader}: 1 with operator actions." }, statusCode: StatusCodes.Status400BadRequest);
+                return Results.Json(new ActionError($"Send the header {StatusEndpoints.ActionHeader}: 1 with operator actions."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status400BadRequest);
             }
             return await recorder.CancelAsync(id)
-                ? Results.Json(new { id, cancelled = true }, statusCode: StatusCodes.Status202Accepted)
-                : Results.Json(new { error = $"Request {id} is not in flight." }, statusCode: StatusCodes.Status404NotFound);
+                ? Results.Json(new CancelAccepted(id, true), ActivityEndpointsJson.Default.CancelAccepted, statusCode: StatusCodes.Status202Accepted)
+                : Results.Json(new ActionError($"Request {id} is not in flight."), DiagnosticsJson.Default.ActionError, statusCode: StatusCodes.Status404NotFound);
         });
         app.MapGet("/usage", (HttpContext context, ActivityRecorder recorder, TimeProvider time) =>
         {
             var by = context.Request.Query["by"].ToString() is { Length: > 0 } b ? b : UsageTotals.ByModel;
-            if (by is not (UsageTotals.ByModel or UsageTotals.ByKey)) return Results.Json(new { error = "by: model or key." }, statusCode: 400);
+            if (by is not (UsageTotals.ByModel or UsageTotals.ByKey)) return Results.Json(new ActionError("by: model or key."), DiagnosticsJson.Default.ActionError, statusCode: 400);
             var days = 7;
             if (context.Request.Query["days"].ToString() is { Length: > 0 } d && (!int.TryParse(d, CultureInfo.InvariantCulture, out days) || days is < 1 or > 3660))
             {
-                return Results.Json(new { error = "days: a whole number from 1 to 3660." }, statusCode: 400);
+                return Results.Json(new ActionError("days: a whole number from 1 to 3660."), DiagnosticsJson.Default.ActionError, statusCode: 400);
             }
             return Results.Json(recorder.Usage.Report(by, days, time.GetUtcNow()), ActivityJson.Default.UsageReport);
         });
@@ -74,20 +74,15 @@ internal static class ActivityEndpoints
 
     private static async Task StreamAsync(HttpContext context, ActivityRecorder recorder)
     {
-        context.Response.ContentType = "text/event-stream";
-        context.Response.Headers.CacheControl = "no-cache";
-        context.Response.Headers["X-Accel-Buffering"] = "no";
         var aborted = context.RequestAborted;
         var changes = recorder.Subscribe(aborted);
-        await context.Response.WriteAsync(": activity\n\n", aborted);
-        await context.Response.Body.FlushAsync(aborted);
+        await ServerSentEvents.BeginAsync(context.Response, "activity", aborted);
         try
         {
             await foreach (var record in changes.ReadAllAsync(aborted))
             {
                 var json = JsonSerializer.Serialize(record, ActivityJson.Default.ActivityRecord);
-                await context.Response.WriteAsync($"event: {(record.State == ActivityState.Done ? "done" : "update")}\ndata: {json}\n\n", aborted);
-                if (!changes.TryPeek(out _)) await context.Response.Body.FlushAsync(aborted);
+                await ServerSentEvents.WriteAsync(context.Response, record.State == ActivityState.Done ? "done" : "update", json, aborted, flush: !changes.TryPeek(out _));
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException)
@@ -96,3 +91,10 @@ internal static class ActivityEndpoints
         }
     }
 }
+
+internal sealed record CancelAccepted(long Id, bool Cancelled);
+
+/// <summary>The activity endpoints' own small answers (source-generated, for the Native AOT build).</summary>
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(CancelAccepted))]
+internal sealed partial class ActivityEndpointsJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -15,11 +15,20 @@ internal sealed class HoldingOptions
     /// </summary>
     public long MaxHeldBodyBytes { get; set; } = 256 * 1024 * 1024;
 
-    /// <summary>What a held streaming request receives while it waits: off, comment or chunk.</summary>
+    /// <summary>What a held streaming request receives while it waits: off, comment, chunk or reasoning.</summary>
     public StreamKeepAliveMode StreamKeepAlive { get; set; } = StreamKeepAliveMode.Off;
 
     /// <summary>How long a streaming request is held silently before keep-alives start.</summary>
     public TimeSpan KeepAliveAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Time between two keep-alives (streamed and not streamed).</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Opt-in: a held request that is not streamed gets 200 application/json after KeepAliveAfter, then a space every
+    /// KeepAliveInterval (JSON allows leading whitespace), then the body; a failure after the 200 is an error body.
+    /// </summary>
+    public bool NonStreamingKeepAlive { get; set; }
 }
 
 internal enum StreamKeepAliveMode
@@ -27,4 +36,7 @@ internal enum StreamKeepAliveMode
     Off,
     Comment,
     Chunk,
+
+    /// <summary>Chat streams get the wait's state as reasoning_content deltas (chat UIs show it as thinking).</summary>
+    Reasoning,
 }

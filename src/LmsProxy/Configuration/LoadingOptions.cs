@@ -8,6 +8,9 @@ internal sealed class LoadingOptions
     /// <summary>Longest a load (lms or REST) may take before it is abandoned (and its process killed).</summary>
     public TimeSpan LoadTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>A load whose reported progress (lms's percentage) does not rise for this long is killed; 00:00:00: never.</summary>
+    public TimeSpan LoadStallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>How often the proxy re-reads each host's model list and re-loads preloaded models it lost.</summary>
     public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromSeconds(15);
 

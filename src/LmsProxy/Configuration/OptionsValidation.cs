@@ -48,6 +48,8 @@ internal static class OptionsValidation
         Positive(errors, "ConnectTimeout", o.Forwarding.ConnectTimeout);
         Positive(errors, "ApiTimeout", o.Loading.ApiTimeout);
         Positive(errors, "KeepAliveAfter", o.Holding.KeepAliveAfter);
+        Positive(errors, "KeepAliveInterval", o.Holding.KeepAliveInterval);
+        if (o.Loading.LoadStallTimeout < TimeSpan.Zero) errors.Add($"LmsProxy:LoadStallTimeout must not be negative (got {o.Loading.LoadStallTimeout}).");
         Positive(errors, "Lms:Timeout", o.Loading.Lms.Timeout);
         if (o.Holding.MaxHeldPerModel < 1) errors.Add($"LmsProxy:MaxHeldPerModel must be at least 1 (got {o.Holding.MaxHeldPerModel}).");
         if (o.Forwarding.MaxRequestBodyBytes < 1024) errors.Add($"LmsProxy:MaxRequestBodyBytes must be at least 1024 (got {o.Forwarding.MaxRequestBodyBytes}).");

@@ -19,13 +19,10 @@ internal static class StatusEndpoints
     {
         app.MapGet("/status", async (Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, Storage.StateStore store, CancellationToken cancellationToken) =>
         {
-            var first = scheduler.Hosts.FirstOrDefault();
-            var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
-            string[] warnings = listening.ExposureWarning(settings.Current) is { } exposed ? [exposed] : [];
-            // Which app each host runs (LM Studio or Bionic, F26), as its greeting said.
-            var apps = scheduler.Hosts.ToDictionary(h => h.Name, h => h.Api.App is { } app ? (app.Version is null ? app.Name : $"{app.Name} {app.Version}") : null);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps) with { Warnings = warnings, Store = store.Status }, DiagnosticsJson.Default.StatusReport);
+            var probe = await ProbeFirstAsync(scheduler, cancellationToken);
+            return Results.Json(Report(scheduler, listening, settings, store, probe), DiagnosticsJson.Default.StatusReport);
         });
+        app.MapGet("/events", StatusEvents.StreamAsync);
         app.MapGet("/", (HttpResponse response) =>
         {
             Security.StatusPageHeaders.Apply(response);
@@ -57,6 +54,18 @@ internal static class StatusEndpoints
         });
     }
 
+    /// <summary>What GET /status answers, with the first host's probe already made (GET /events probes less often).</summary>
+    internal static StatusReport Report(Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, Storage.StateStore store, (bool Reachable, string Detail) probe)
+    {
+        string[] warnings = listening.ExposureWarning(settings.Current) is { } exposed ? [exposed] : [];
+        // Which app each host runs (LM Studio or Bionic, F26), as its greeting said.
+        var apps = scheduler.Hosts.ToDictionary(h => h.Name, h => h.Api.App is { } app ? (app.Version is null ? app.Name : $"{app.Name} {app.Version}") : null);
+        return StatusReport.From(Version, scheduler.Snapshot(), scheduler.Hosts.FirstOrDefault()?.Url, probe.Reachable, probe.Detail, apps) with { Warnings = warnings, Store = store.Status };
+    }
+
+    internal static async Task<(bool Reachable, string Detail)> ProbeFirstAsync(Scheduler scheduler, CancellationToken cancellationToken) =>
+        scheduler.Hosts.FirstOrDefault() is { } first ? await ProbeAsync(first.Api, cancellationToken) : (false, "No host is configured.");
+
     private static async Task<(bool, string)> ProbeAsync(Loading.LmStudioApi api, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -83,6 +92,9 @@ internal sealed record StatusReport(
     /// <summary>The state store: its file, whether it is written, and why not.</summary>
     public Storage.StoreStatus? Store { get; init; }
 
+    /// <summary>The waiting requests per model queue (empty when nothing waits).</summary>
+    public IReadOnlyList<QueueStatus> Queues { get; init; } = [];
+
     public static StatusReport From(string version, StatusSnapshot snapshot, Uri? firstUrl, bool reachable, string detail, IReadOnlyDictionary<string, string?>? apps = null)
     {
         var first = snapshot.Hosts.FirstOrDefault();
@@ -91,7 +103,10 @@ internal sealed record StatusReport(
             new CapacityStatus(h.Capacity.MaxLoadedModels, h.Capacity.MemoryBudgetBytes, h.BudgetBytes, h.LearnedCeilingBytes,
                 h.Instances.Where(i => i.State != InstanceState.Gone).Sum(i => i.EstimatedBytes), h.Instances.Count(i => i.State != InstanceState.Gone),
                 h.Capacity.IdleUnloadAfter, h.Capacity.MaxSwapWait, h.Capacity.EvictForeign),
-            [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.LoadStartedAt, i.Ids, i.LastLoadMs))],
+            [.. h.Instances.Select(i => new InstanceStatus(i.Model, StateName(i), i.InFlight, i.LoadedByProxy, i.Pinned, i.EstimatedBytes, i.Parallel, i.LastUsedAt, i.LoadedAt, i.LoadStartedAt, i.Ids, i.LastLoadMs)
+            {
+                LoadProgress = i.Load?.Progress is { } p ? Math.Round(p, 3) : null, ProgressSource = i.Load?.Source, EtaMs = i.Load?.EtaMs is { } eta ? Math.Round(eta) : null,
+            })],
             h.Downloaded, apps?.GetValueOrDefault(h.Name))).ToList();
         var models = snapshot.Models.Select(m =>
         {
@@ -112,7 +127,11 @@ internal sealed record StatusReport(
             new UpstreamStatus(firstUrl?.ToString() ?? "", reachable, detail),
             first is null ? new LoaderStatus("none", null, "No host is configured.") : new LoaderStatus(first.Loader.Name, first.Loader.LmsPath, first.Loader.Reason),
             snapshot.Hosts.Select(h => h.RefreshedAt).Where(r => r is not null).DefaultIfEmpty(null).Min(),
-            hosts, models, snapshot.Events, snapshot.Unloads, snapshot.Swaps);
+            hosts, models, snapshot.Events, snapshot.Unloads, snapshot.Swaps)
+        {
+            Queues = [.. snapshot.Queues.Select(q => new QueueStatus(q.Model, q.Host, q.WaitingFor, q.Situation, q.LoadProgress is { } p ? Math.Round(p, 3) : null, q.ProgressSource,
+                q.EtaMs is { } eta ? Math.Round(eta) : null, [.. q.Waiters.Select(w => new WaiterStatus(w.Position, Math.Round(w.AgeMs), w.EtaMs is { } e ? Math.Round(e) : null))]))],
+        };
     }
 
     private static string StateName(InstanceSnapshot i) => i.State switch
@@ -132,7 +151,22 @@ internal sealed record StatusReport(
         TimeSpan IdleUnloadAfter, string MaxSwapWait, bool EvictForeign);
 
     public sealed record InstanceStatus(string Model, string State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
-        DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
+        DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs)
+    {
+        /// <summary>While loading: 0..1 (null: unknown, a first load without lms's percentage).</summary>
+        public double? LoadProgress { get; init; }
+
+        /// <summary>"lms" (its spinner's percentage) or "estimate" (from the last load time).</summary>
+        public string? ProgressSource { get; init; }
+
+        public double? EtaMs { get; init; }
+    }
+
+    /// <summary>One model's (and pinned host's) waiting requests: what they wait for, and each one's place and age.</summary>
+    public sealed record QueueStatus(string Model, string? Host, string WaitingFor, string? Situation, double? LoadProgress, string? ProgressSource, double? EtaMs,
+        IReadOnlyList<WaiterStatus> Waiters);
+
+    public sealed record WaiterStatus(int Position, double AgeMs, double? EtaMs);
 
     public sealed record ModelStatus(string Key, string? Type, string State, bool Loaded, IReadOnlyList<string> Instances, IReadOnlyList<string> Hosts, bool Loading,
         int Held, string? Waiting, int InFlight, bool Pinned, DateTimeOffset? LastUsedAt, long EstimatedBytes, double? LastLoadMs, DateTimeOffset? LastLoadedAt, string? LastError, DateTimeOffset? LastErrorAt);

@@ -2,9 +2,10 @@ namespace LmsProxy.Diagnostics;
 
 // One HTML document (markup, style and script inline, hashed by the CSP), which is why this file is over 300 lines.
 /// <summary>
-/// The page at GET /: renders /status every two seconds, to be looked at rather than read. Per host a card with a
+/// The page at GET /: renders /status once, then every "status" event of GET /events (server-sent, no polling), to be
+/// looked at rather than read. Per host a card with a
 /// memory bar (the budget, and each loaded model's estimated share coloured by state); per model a row with its
-/// state, a load's progress against its last load time, and Load / Unload / Pin buttons (POST /models/{key}/...
+/// state, a load's progress bar and time left (lms's real percentage, or an estimate from the last load time), and Load / Unload / Pin buttons (POST /models/{key}/...
 /// with the action header); the recent loads, unloads and swaps on a timeline. Plain DOM, text set with
 /// textContent only, no external assets.
 /// </summary>
@@ -96,6 +97,8 @@ internal static class StatusPage
 </table>
 </div>
 
+<div id="queues"></div>
+
 <h2>Loads, unloads and swaps</h2>
 <div id="totals" class="muted"></div>
 <div id="strip" class="strip"></div>
@@ -122,12 +125,13 @@ function ago(iso) {
   return s < 60 ? Math.round(s) + " s ago" : s < 3600 ? Math.round(s / 60) + " min ago" : s < 86400 ? Math.round(s / 3600) + " h ago" : Math.round(s / 86400) + " d ago";
 }
 
-/** How far a loading instance is: elapsed since it began against its last load time (null when unknown). */
+/** How far a loading instance is: the server's progress (lms's percentage, or its estimate) and time left; null when unknown. */
 function progress(instance, lastLoadMs) {
   const elapsed = instance?.loadStartedAt ? Math.max(0, now() - Date.parse(instance.loadStartedAt)) : null;
   const expected = instance?.lastLoadMs ?? lastLoadMs;
-  const percent = elapsed != null && expected ? Math.min(99, 100 * elapsed / expected) : null;
-  return { elapsed, expected, percent };
+  const percent = instance?.loadProgress != null ? 100 * instance.loadProgress
+    : elapsed != null && expected ? Math.min(99, 100 * elapsed / expected) : null;
+  return { elapsed, expected, percent, etaMs: instance?.etaMs ?? null, source: instance?.progressSource ?? "estimate" };
 }
 
 function hostCard(h) {
@@ -200,8 +204,12 @@ function loadCell(m, s) {
   const bar = text("span", null, "progress" + (p.percent == null ? " unknown" : "")), inner = text("div", null);
   if (p.percent != null) inner.style.width = p.percent.toFixed(1) + "%";
   bar.append(inner);
+  bar.dataset.progress = p.percent == null ? "" : p.percent.toFixed(0);
   const elapsed = p.elapsed == null ? "" : duration(p.elapsed);
-  cell.append(bar, text("span", p.percent == null ? "first load" + (elapsed ? ", " + elapsed : "") : elapsed + " / ~" + duration(p.expected)));
+  const eta = p.etaMs == null ? "" : " · ~" + duration(p.etaMs) + " left";
+  const label = p.percent == null ? "first load" + (elapsed ? ", " + elapsed : "")
+    : Math.floor(p.percent) + "%" + eta + (p.source === "lms" ? "" : " (estimate)");
+  cell.append(bar, text("span", label, "eta"));
   return cell;
 }
 
@@ -228,6 +236,29 @@ function renderModels(s) {
   for (const key of [...rows.keys()]) if (!keys.has(key)) rows.delete(key);
   const body = $("models");
   if (order.length !== body.children.length || order.some((tr, i) => body.children[i] !== tr)) body.replaceChildren(...order);
+}
+
+const WAITING_FOR = { load: "its load", swap: "a swap", room: "room on a host", slot: "a free slot" };
+function renderQueues(s) {
+  const queues = s.queues ?? [];
+  const queueRows = queues.map(q => {
+    const tr = document.createElement("tr");
+    tr.dataset.queue = q.model;
+    const oldest = q.waiters.length ? duration(Math.max(...q.waiters.map(w => w.ageMs))) : "";
+    tr.append(text("td", q.model), text("td", WAITING_FOR[q.waitingFor] ?? q.waitingFor), text("td", String(q.waiters.length)), text("td", oldest),
+      text("td", q.loadProgress == null ? "" : Math.floor(100 * q.loadProgress) + "%"), text("td", q.etaMs == null ? "unknown" : "~" + duration(q.etaMs)),
+      text("td", q.situation ?? "", "muted"));
+    return tr;
+  });
+  if (!queueRows.length) { $("queues").replaceChildren(); return; }
+  const table = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const h of ["Model", "Waiting for", "Requests", "Oldest", "Progress", "Served in", "Why"]) head.append(text("th", h));
+  const thead = document.createElement("thead"), tbody = document.createElement("tbody");
+  thead.append(head);
+  tbody.append(...queueRows);
+  table.append(thead, tbody);
+  $("queues").replaceChildren(text("h2", "Waiting requests"), table);
 }
 
 const ICONS = { load: "▲", unload: "▼", swap: "⇄", refusal: "⊘", failure: "✖", dropped: "↓", found: "◆", spill: "↪" };
@@ -261,13 +292,7 @@ function renderEvents(s) {
   }));
 }
 
-async function refresh() {
-  try {
-    const response = await fetch("status", { cache: "no-store" });
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    const s = await response.json();
-    const serverSkew = Date.parse(response.headers.get("date")) - Date.now();
-    skew = Math.abs(serverSkew) > 2000 ? serverSkew : 0;
+function render(s) {
     $("version").textContent = "v" + s.version;
     $("upstream").replaceChildren(text("span", "LM Studio " + s.upstream.url + ": "), text("span", s.upstream.reachable ? "answers" : "not reachable", s.upstream.reachable ? "ok" : "bad"), text("span", s.upstream.reachable ? "" : " (" + s.upstream.detail + ")"));
     // With hosts, each card names its loader; the page-wide line is for a proxy without any.
@@ -275,8 +300,19 @@ async function refresh() {
     $("warnings").replaceChildren(...(s.warnings ?? []).map(w => text("div", w)));
     $("hosts").replaceChildren(...s.hosts.map(hostCard));
     renderModels(s);
+    renderQueues(s);
     renderEvents(s);
     $("refreshed").textContent = new Date().toLocaleTimeString();
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("status", { cache: "no-store" });
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    const s = await response.json();
+    const serverSkew = Date.parse(response.headers.get("date")) - Date.now();
+    skew = Math.abs(serverSkew) > 2000 ? serverSkew : 0;
+    render(s);
   } catch (e) {
     $("upstream").replaceChildren(text("span", "Cannot read /status: " + e.message, "bad"));
   }
@@ -307,7 +343,10 @@ $("models").addEventListener("click", async e => {
 });
 
 refresh();
-setInterval(refresh, 2000);
+// The server says when something changed (GET /events); the browser reconnects by itself if the stream drops.
+const events = new EventSource("events");
+events.addEventListener("status", e => render(JSON.parse(e.data)));
+events.onerror = () => $("refreshed").textContent = "— live updates interrupted, reconnecting";
 </script>
 <!--activity-script-->
 </body>

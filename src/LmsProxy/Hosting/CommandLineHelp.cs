@@ -54,7 +54,8 @@ internal static class CommandLineHelp
               LmsProxy:ApiKeys:<n>                 keys clients must send (8+ characters); none: no key needed
               LmsProxy:AllowedHosts:<n>            more names clients reach the proxy by (gpu.example.com)
               LmsProxy:AllowedOrigins:<n>          web pages that may call the proxy (http://192.168.1.30:3000)
-              LmsProxy:StreamKeepAlive             what a held stream gets meanwhile: off, comment or chunk [{{Lower(d.Holding.StreamKeepAlive)}}]
+              LmsProxy:StreamKeepAlive             what a held stream gets meanwhile: off, comment, chunk or reasoning [{{Lower(d.Holding.StreamKeepAlive)}}]
+              LmsProxy:NonStreamingKeepAlive       200 and spaces while a request that is not streamed waits [{{(d.Holding.NonStreamingKeepAlive ? "true" : "false")}}]
             Durations are hh:mm:ss. The settings file lists every setting with its default.
 
             Three ways to set them (the command line wins over the environment, the environment over the file):

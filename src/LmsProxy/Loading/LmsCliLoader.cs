@@ -19,7 +19,7 @@ namespace LmsProxy.Loading;
 /// of file (a picker then exits instead of waiting), <c>LMS_LANG=en</c> (its words are classified), a hard time limit,
 /// and load's stdout (spinner frames, ANSI codes) is read for its percentage only, never parsed as JSON.
 /// </summary>
-internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings, LmStudioApi? api = null, ILogger? logger = null) : IModelLoader
+internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettings settings, LmStudioApi? api = null, ILogger? logger = null) : IModelLoader, ILoadProgressSource
 {
     /// <summary>Flags an older lms may not know; each is dropped (once, for good) when lms says so.</summary>
     private static readonly string[] OptionalFlags = ["--local"];
@@ -62,7 +62,8 @@ internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettin
             if (modelSettings.Gpu is { } gpu) args.AddRange(["--gpu", gpu]);
             if (modelSettings.Ttl is { } ttl) args.AddRange(["--ttl", ttl.ToString(CultureInfo.InvariantCulture)]);
             if (modelSettings.Parallel is { } parallel) args.AddRange(["--parallel", parallel.ToString(CultureInfo.InvariantCulture)]);
-            var load = await RunAsync(args, cancellationToken, frame => ReportProgress(model.Key, frame));
+            var spinner = new SpinnerProgress(fraction => LoadProgress?.Invoke(model.Key, fraction));
+            var load = await RunAsync(args, cancellationToken, spinner.Feed);
             if (load.ExitCode != 0 && DropUnknownFlag(load.StandardError)) continue;
             if (load.ExitCode != 0)
             {
@@ -93,13 +94,6 @@ internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettin
     /// </summary>
     public async Task<IReadOnlyList<LmsInstance>> ListLoadedAsync(CancellationToken cancellationToken) =>
         await RunJsonAsync(["ps", "--json"], LmsJson.Default.ListLmsInstance, cancellationToken);
-
-    private void ReportProgress(string key, string stdout)
-    {
-        if (LoadProgress is not { } handler) return;
-        var matches = Percent().Matches(stdout);
-        if (matches.Count > 0 && int.TryParse(matches[^1].Groups[1].Value, CultureInfo.InvariantCulture, out var percent)) handler(key, Math.Clamp(percent, 0, 100) / 100.0);
-    }
 
     private bool DropUnknownFlag(string stderr)
     {
@@ -231,9 +225,6 @@ internal sealed partial class LmsCliLoader(string lmsPath, Uri host, ProxySettin
             onChunk?.Invoke(chunk);
         }
     }
-
-    [GeneratedRegex(@"(\d{1,3})%")]
-    private static partial Regex Percent();
 
     [GeneratedRegex(@"unknown option '(--?[A-Za-z][\w-]*)'")]
     private static partial Regex UnknownOption();

@@ -10,9 +10,11 @@ namespace LmsProxy.Proxy;
 /// <summary>
 /// GET /v1/models: LM Studio's own list, plus every model a host has downloaded that it left out (with JIT off it
 /// lists only loaded ones; with several hosts it lists only its own) and the configured aliases, so model pickers
-/// can offer all the proxy can serve. When nothing is missing the body passes through byte for byte.
+/// can offer all the proxy can serve. Each entry gains a status object in the shape of llama.cpp's router
+/// (<c>{"value":"loaded"|"loading"|"unloaded"}</c>, which Open WebUI reads); every other field stays as LM Studio sent it.
 /// </summary>
-internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
+/// <param name="loadStates">Model key to "loaded" or "loading" (Scheduler.LoadStates); a key not in it is unloaded.</param>
+internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, IReadOnlyDictionary<string, string> loadStates) : HttpTransformer
 {
     public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
         requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
@@ -48,20 +50,23 @@ internal sealed class ModelListTransformer(HttpTransformer requestTransform, Mod
         }
         if (root is not JsonObject || root["data"] is not JsonArray data) return original;
 
-        var listed = new HashSet<string>(data.Select(m => (m as JsonObject)?["id"]?.GetValue<string>()).OfType<string>(), StringComparer.OrdinalIgnoreCase);
-        var added = 0;
+        var listed = new HashSet<string>(data.Select(m => (m as JsonObject)?["id"] is JsonValue id && id.TryGetValue<string>(out var text) ? text : null).OfType<string>(), StringComparer.OrdinalIgnoreCase);
         foreach (var model in catalog.Models)
         {
             if (!listed.Add(model.Key)) continue;
             data.Add((JsonNode)new JsonObject { ["id"] = model.Key, ["object"] = "model", ["owned_by"] = ModelLookup.OwnerOf(model.Key) });
-            added++;
         }
         foreach (var alias in options.Loading.Aliases.Keys)
         {
             if (!listed.Add(alias)) continue;
             data.Add((JsonNode)new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });
-            added++;
         }
-        return added == 0 ? original : System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
+        foreach (var entry in data.OfType<JsonObject>())
+        {
+            if (entry["id"] is not JsonValue id || !id.TryGetValue<string>(out var name)) continue;
+            var key = catalog.Resolve(options.Loading.ResolveAlias(name))?.Key ?? name;
+            entry["status"] = new JsonObject { ["value"] = loadStates.GetValueOrDefault(key, "unloaded") };
+        }
+        return System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
     }
 }

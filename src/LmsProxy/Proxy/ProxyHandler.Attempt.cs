@@ -37,6 +37,9 @@ internal sealed partial class ProxyHandler
         public Attempt Last { get; set; }
 
         public int Resends { get; set; }
+
+        /// <summary>Its place while it waits (what the keep-alives tell).</summary>
+        public Scheduler.WaitTicket? Ticket { get; init; }
         public int CutOffs { get; set; }
         public HashSet<LmStudioHost> Unreachable { get; } = [];
     }

@@ -109,7 +109,7 @@ internal sealed partial class ProxyHandler
         {
             var transformers = TransformersFor(host);
             HttpTransformer transformer = kind == RequestKind.ModelList
-                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options)
+                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates())
                 : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
             if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
             var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
@@ -174,8 +174,9 @@ internal sealed partial class ProxyHandler
                 }
 
                 var deadline = started + (long)(options.Holding.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
-                await using var keepAlive = StreamKeepAlive.For(context, request, options, _time);
-                var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last };
+                var ticket = new Scheduler.WaitTicket(); // where the request waits, for the keep-alives' words
+                await using var keepAlive = StreamKeepAlive.For(context, request, options, _time, () => _scheduler.Describe(ticket));
+                var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last, Ticket = ticket };
                 var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
                 await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
             }
@@ -229,7 +230,7 @@ internal sealed partial class ProxyHandler
     private async ValueTask<Attempt> AdmitAndForwardAsync(RequestState state)
     {
         _activity.Queued(state.Context);
-        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted);
+        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted, state.Ticket);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
 

@@ -1,41 +1,49 @@
 using System.Text;
 using System.Text.Json;
 using LmsProxy.Configuration;
+using LmsProxy.Scheduling;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace LmsProxy.Proxy;
 
 /// <summary>
-/// Keeps a held streaming request alive (LmsProxy:StreamKeepAlive, opt-in). Once the request has been held for
-/// KeepAliveAfter, it answers 200 text/event-stream at once and writes a no-op that fits the protocol every few
-/// seconds, until the real answer can stream. From then on YARP cannot forward (the response has started), so the
+/// Keeps a held request alive (opt-in: LmsProxy:StreamKeepAlive for streams, LmsProxy:NonStreamingKeepAlive for the
+/// rest). Once the request has been held for KeepAliveAfter, it answers 200 at once (text/event-stream, or
+/// application/json) and writes a no-op that fits the protocol every KeepAliveInterval, until the real answer can go:
+/// for a stream an SSE comment with the wait's state (WaitText), a reasoning delta or an Anthropic ping; for JSON a
+/// space (JSON allows leading whitespace). From then on YARP cannot forward (the response has started), so the
 /// caller streams the answer itself (<see cref="ProxyHandler"/>), and a failure arrives as an in-stream error event.
 /// A gate keeps the no-ops and the real answer from interleaving.
 /// </summary>
 internal sealed class StreamKeepAlive : IAsyncDisposable
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(3);
-
     private readonly HttpContext _context;
     private readonly StreamProtocol _protocol;
     private readonly StreamKeepAliveMode _mode;
     private readonly string _model;
     private readonly TimeProvider _time;
     private readonly long _started;
+    private readonly TimeSpan _interval;
+    private readonly bool _json;
+    private readonly Func<WaitState?>? _describe;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
     private volatile bool _committed;
 
-    private StreamKeepAlive(HttpContext context, StreamProtocol protocol, StreamKeepAliveMode mode, string model, TimeSpan after, TimeProvider time)
+    private StreamKeepAlive(HttpContext context, StreamProtocol protocol, StreamKeepAliveMode mode, string model, LmsProxyOptions options, TimeProvider time,
+        bool json, Func<WaitState?>? describe)
     {
+        _interval = options.Holding.KeepAliveInterval;
+        _json = json;
+        _describe = describe;
         _context = context;
         _protocol = protocol;
         _mode = mode;
         _model = model;
         _time = time;
         _started = time.GetTimestamp();
-        _loop = RunAsync(after);
+        _loop = RunAsync(options.Holding.KeepAliveAfter);
     }
 
     /// <summary>Whether the 200 and its headers went out: the answer must now stream through <see cref="WriteAsync"/>.</summary>
@@ -43,14 +51,19 @@ internal sealed class StreamKeepAlive : IAsyncDisposable
 
     public StreamProtocol Protocol => _protocol;
 
-    /// <summary>A keep-alive for this request, or null when it asks for none (not streaming, mode off, or no no-op fits).</summary>
-    public static StreamKeepAlive? For(HttpContext context, ModelRequest request, LmsProxyOptions options, TimeProvider time)
+    /// <summary>A keep-alive for this request, or null when it asks for none (its mode off, or no no-op fits).</summary>
+    /// <param name="describe">The request's wait now (its place, progress, time left), for the comments.</param>
+    public static StreamKeepAlive? For(HttpContext context, ModelRequest request, LmsProxyOptions options, TimeProvider time, Func<WaitState?>? describe = null)
     {
-        if (!request.Stream || options.Holding.StreamKeepAlive == StreamKeepAliveMode.Off) return null;
         var protocol = StreamProtocols.Of(context.Request.Path);
+        if (!request.Stream)
+        {
+            return options.Holding.NonStreamingKeepAlive ? new StreamKeepAlive(context, protocol, StreamKeepAliveMode.Off, request.RequestedModel, options, time, json: true, describe) : null;
+        }
+        if (options.Holding.StreamKeepAlive == StreamKeepAliveMode.Off) return null;
         // The Responses API has no no-op event: it gets keep-alives only as SSE comments.
         if (protocol == StreamProtocol.Responses && options.Holding.StreamKeepAlive != StreamKeepAliveMode.Comment) return null;
-        return new StreamKeepAlive(context, protocol, options.Holding.StreamKeepAlive, request.RequestedModel, options.Holding.KeepAliveAfter, time);
+        return new StreamKeepAlive(context, protocol, options.Holding.StreamKeepAlive, request.RequestedModel, options, time, json: false, describe);
     }
 
     /// <summary>Takes the response for the caller: no keep-alive is written until <see cref="Release"/>.</summary>
@@ -70,13 +83,13 @@ internal sealed class StreamKeepAlive : IAsyncDisposable
         await _context.Response.Body.FlushAsync(cancellationToken);
     }
 
-    /// <summary>The protocol's own error event, then the end of the stream (the caller holds the gate).</summary>
+    /// <summary>The protocol's own error event, then the end of the stream; for JSON the error body (the caller holds the gate).</summary>
     public async Task WriteErrorAsync(ProxyError error)
     {
-        var text = ErrorEvent(_protocol, error);
+        var bytes = _json ? error.Serialize(anthropic: _protocol == StreamProtocol.Messages) : Encoding.UTF8.GetBytes(ErrorEvent(_protocol, error));
         try
         {
-            await WriteAsync(Encoding.UTF8.GetBytes(text), _context.RequestAborted);
+            await WriteAsync(bytes, _context.RequestAborted);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException)
         {
@@ -119,7 +132,7 @@ internal sealed class StreamKeepAlive : IAsyncDisposable
                 {
                     _gate.Release();
                 }
-                await Task.Delay(Interval, _time, stop);
+                await Task.Delay(_interval, _time, stop);
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException or InvalidOperationException)
@@ -132,26 +145,35 @@ internal sealed class StreamKeepAlive : IAsyncDisposable
     {
         var response = _context.Response;
         response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = "text/event-stream";
+        response.ContentType = _json ? "application/json" : "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
-        response.Headers["X-LmsProxy-Keep-Alive"] = _mode.ToString().ToLowerInvariant();
+        response.Headers["X-LmsProxy-Keep-Alive"] = _json ? "whitespace" : _mode.ToString().ToLowerInvariant();
         _context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         _committed = true;
     }
 
     private byte[] NoOp()
     {
-        var seconds = (int)_time.GetElapsedTime(_started).TotalSeconds;
-        if (_protocol == StreamProtocol.Messages) return "event: ping\ndata: {\"type\": \"ping\"}\n\n"u8.ToArray();
+        if (_json) return " "u8.ToArray();
+        var waited = _time.GetElapsedTime(_started);
+        var state = _describe?.Invoke();
+        // An SSE comment line, with no blank line after it: a blank line could make some clients dispatch an empty event.
+        var comment = $": {WaitText.Comment(_model, state, waited)}\n";
+        if (_protocol == StreamProtocol.Messages) return Encoding.UTF8.GetBytes(comment + "event: ping\ndata: {\"type\": \"ping\"}\n\n");
+        var created = _time.GetUtcNow().ToUnixTimeSeconds();
         if (_mode == StreamKeepAliveMode.Chunk && _protocol == StreamProtocol.Chat)
         {
-            var chunk = new ChatChunk("chatcmpl-lmsproxy-keepalive", "chat.completion.chunk", _time.GetUtcNow().ToUnixTimeSeconds(), _model,
-                [new ChatChunkChoice(0, new EmptyDelta(), null, null)]);
-            return Encoding.UTF8.GetBytes($"data: {JsonSerializer.Serialize(chunk, ProxyJson.Default.ChatChunk)}\n\n");
+            var chunk = new ChatChunk("chatcmpl-lmsproxy-keepalive", "chat.completion.chunk", created, _model, [new ChatChunkChoice(0, new EmptyDelta(), null, null)]);
+            return Encoding.UTF8.GetBytes($"{comment}data: {JsonSerializer.Serialize(chunk, ProxyJson.Default.ChatChunk)}\n\n");
         }
-        // An SSE comment line, with no blank line after it: a blank line could make some clients dispatch an empty event.
-        return Encoding.UTF8.GetBytes($": loading {_model} {seconds}s\n");
+        if (_mode == StreamKeepAliveMode.Reasoning && _protocol == StreamProtocol.Chat)
+        {
+            var chunk = new ReasoningChunk("chatcmpl-lmsproxy-keepalive", "chat.completion.chunk", created, _model,
+                [new ReasoningChoice(0, new ReasoningDelta("assistant", WaitText.Sentence(_model, state, waited)), null, null)]);
+            return Encoding.UTF8.GetBytes($"{comment}data: {JsonSerializer.Serialize(chunk, WaitJson.Default.ReasoningChunk)}\n\n");
+        }
+        return Encoding.UTF8.GetBytes(comment);
     }
 
     private static string NativeType(ProxyError error) => error.Status switch

@@ -188,6 +188,7 @@ internal sealed partial class Scheduler
     private void Publish()
     {
         _dirty = false;
+        SignalChanged(); // /events readers
         var hosts = _cluster.Hosts;
         _severalHosts = hosts.Count > 1;
         var catalog = ModelCatalog.Union(hosts.Where(h => !h.Removed).Select(h => h.Catalog));

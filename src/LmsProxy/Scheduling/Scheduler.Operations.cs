@@ -43,6 +43,9 @@ internal sealed partial class Scheduler
         using var limit = new CancellationTokenSource(options.Loading.LoadTimeout, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
         var started = Stopwatch.GetTimestamp();
+        // Progress and time left, for /status and the waiting requests, from now until the load's end.
+        using var tracked = TrackLoad(instance, _time.GetTimestamp(), victims.Count > 0);
+        var track = tracked.Track;
         try
         {
             // Loaded already (the LM Studio app, JIT)? One REST call, no process.
@@ -72,7 +75,10 @@ internal sealed partial class Scheduler
 
             LogLoadStarted(_logger, model.Key, host.Name, host.Loader.Name);
             Events.LoadStarting(host.Name, model.Key); // waiting requests are "loading" now (the activity record)
-            await host.Loader.Loader.LoadAsync(model, options.Loading.SettingsFor(model.Key), timeout.Token);
+            using (var load = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, track.Stall.Token))
+            {
+                await host.Loader.Loader.LoadAsync(model, options.Loading.SettingsFor(model.Key), load.Token);
+            }
 
             // Verify from the REST list (one HTTP call): the model may already be gone again (another app, a user).
             var after = await host.Api.GetCatalogAsync(timeout.Token);
@@ -84,6 +90,7 @@ internal sealed partial class Scheduler
                     _vanishedLoads.Remove((host.Name, model.Key));
                     _lastErrors.Remove((host.Name, model.Key));
                     _lastLoadDurations[(host.Name, model.Key)] = elapsed;
+                    LearnTail(host, model.Key, track, _time.GetTimestamp());
                     SaveLoadTime(host.Name, model.Key, elapsed);
                     MarkLoaded(instance, loaded.Instances);
                     // Budget with what LM Studio loaded (AutoFit may have chosen a larger context than asked), not with the ask.
@@ -151,6 +158,10 @@ internal sealed partial class Scheduler
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
             lock (_lock) Forget(instance, null, null); // the proxy is stopping
+        }
+        catch (OperationCanceledException) when (track.Stall.IsCancellationRequested && !timeout.IsCancellationRequested)
+        {
+            lock (_lock) LoadFailed(host, model.Key, instance, StalledMessage(model.Key, host, track, options.Loading.LoadStallTimeout), Stopwatch.GetElapsedTime(started));
         }
         catch (OperationCanceledException)
         {

@@ -20,7 +20,7 @@ internal sealed partial class Scheduler
                     i.ModelKey, i.State, i.InFlight, i.LoadedByProxy, IsPinned(i.ModelKey), i.EstimatedBytes, i.Parallel,
                     i.LastUsed == 0 ? null : _time.GetUtcNow() - _time.GetElapsedTime(i.LastUsed, now), i.LoadedAt, i.LoadStartedAt,
                     [.. i.LmStudioInstances.Select(x => x.Id)],
-                    _lastLoadDurations.TryGetValue((h.Name, i.ModelKey), out var d) ? d.TotalMilliseconds : null))],
+                    _lastLoadDurations.TryGetValue((h.Name, i.ModelKey), out var d) ? d.TotalMilliseconds : null) { Load = i.State == InstanceState.Loading ? EstimateOf(i, now) : null })],
                 [.. h.Catalog.Models.Select(m => m.Key)])).ToList();
             var models = _catalog.Models.Select(m => m.Key).Concat(held.Keys).Distinct(StringComparer.OrdinalIgnoreCase).Select(key => new ModelSnapshot(
                 key,
@@ -31,8 +31,23 @@ internal sealed partial class Scheduler
                 _lastLoadDurations.Where(l => string.Equals(l.Key.Model, key, StringComparison.OrdinalIgnoreCase)).Select(l => (double?)l.Value.TotalMilliseconds).LastOrDefault(),
                 _lastErrors.Where(l => string.Equals(l.Key.Model, key, StringComparison.OrdinalIgnoreCase)).Select(l => l.Value.Message).LastOrDefault(),
                 _lastErrors.Where(l => string.Equals(l.Key.Model, key, StringComparison.OrdinalIgnoreCase)).Select(l => (DateTimeOffset?)l.Value.At).LastOrDefault())).ToList();
-            return new StatusSnapshot(hosts, models, Events.Recent(), new Dictionary<string, int>(_unloadCounts), _swapCount);
+            return new StatusSnapshot(hosts, models, Events.Recent(), new Dictionary<string, int>(_unloadCounts), _swapCount) { Queues = QueueSnapshots(now) };
         }
+    }
+
+    /// <summary>Each model key some host has loaded or is loading: "loaded" or "loading" (for /v1/models; absent: unloaded).</summary>
+    public Dictionary<string, string> LoadStates()
+    {
+        var states = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        lock (_lock)
+        {
+            foreach (var instance in _cluster.Hosts.Where(h => !h.Removed).SelectMany(h => h.Instances.Values))
+            {
+                if (instance.State is InstanceState.Ready or InstanceState.Draining) states[instance.ModelKey] = "loaded";
+                else if (instance.State == InstanceState.Loading) states.TryAdd(instance.ModelKey, "loading");
+            }
+        }
+        return states;
     }
 
     private IEnumerable<System.Diagnostics.Metrics.Measurement<long>> ObserveHeld()
@@ -70,12 +85,20 @@ internal sealed partial class Scheduler
 }
 
 internal sealed record StatusSnapshot(IReadOnlyList<HostSnapshot> Hosts, IReadOnlyList<ModelSnapshot> Models, IReadOnlyList<CapacityEvent> Events,
-    IReadOnlyDictionary<string, int> Unloads, int Swaps);
+    IReadOnlyDictionary<string, int> Unloads, int Swaps)
+{
+    /// <summary>The waiting requests, per model (and pinned host) queue.</summary>
+    public IReadOnlyList<QueueSnapshot> Queues { get; init; } = [];
+}
 
 internal sealed record HostSnapshot(string Name, Uri Url, bool Healthy, LoaderChoice Loader, DateTimeOffset? RefreshedAt, string? LastError, string? Operation,
     CapacityOptions Capacity, long BudgetBytes, long LearnedCeilingBytes, IReadOnlyList<InstanceSnapshot> Instances, IReadOnlyList<string> Downloaded);
 
 internal sealed record InstanceSnapshot(string Model, InstanceState State, int InFlight, bool LoadedByProxy, bool Pinned, long EstimatedBytes, int Parallel,
-    DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs);
+    DateTimeOffset? LastUsedAt, DateTimeOffset? LoadedAt, DateTimeOffset? LoadStartedAt, IReadOnlyList<string> Ids, double? LastLoadMs)
+{
+    /// <summary>While it loads: how far, from where, and the time left.</summary>
+    public Scheduler.LoadEstimate? Load { get; init; }
+}
 
 internal sealed record ModelSnapshot(string Key, string? Type, int Held, string? Situation, bool Pinned, double? LastLoadMs, string? LastError, DateTimeOffset? LastErrorAt);

@@ -167,7 +167,7 @@ internal sealed partial class Scheduler : IDisposable
     }
 
     /// <summary>Holds the caller until its model is ready somewhere (or on <paramref name="pin"/>), its deadline passes, or it leaves.</summary>
-    public async ValueTask<Admission> AdmitAsync(string model, LmStudioHost? pin, long deadline, CancellationToken requestAborted)
+    public async ValueTask<Admission> AdmitAsync(string model, LmStudioHost? pin, long deadline, CancellationToken requestAborted, WaitTicket? ticket = null)
     {
         if (TryWarm(model, pin) is { } warm) return new(AdmissionStatus.Granted, warm.Host, warm);
         var started = _time.GetTimestamp();
@@ -213,9 +213,12 @@ internal sealed partial class Scheduler : IDisposable
             }
             else
             {
-                GroupFor(key, pin).Add(waiter);
+                var group = GroupFor(key, pin);
+                group.Add(waiter);
                 _waiting++;
+                if (ticket is not null) (ticket.Waiter, ticket.GroupId) = (waiter, group.Id); // its place, for Describe
                 Pump();
+                SignalChanged();
             }
         }
         if (full)

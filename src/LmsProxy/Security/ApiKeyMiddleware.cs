@@ -26,7 +26,7 @@ internal sealed class ApiKeyMiddleware(RequestDelegate next, ProxySettings setti
     }
 
     private static bool IsOpen(PathString path, LmsProxyOptions options) =>
-        path == "/healthz" || path == "/readyz" || (options.Access.OpenStatus && (path == "/" || path == "/status" || path == "/metrics"));
+        path == "/healthz" || path == "/readyz" || (options.Access.OpenStatus && (path == "/" || path == "/status" || path == "/events" || path == "/metrics"));
 
     // The status page's live table reads these; captured bodies (/activity/{id}) and the cancel stay behind the key.
     private static bool IsOpenActivity(HttpRequest request, LmsProxyOptions options) =>

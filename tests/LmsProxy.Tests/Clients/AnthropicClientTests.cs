@@ -266,7 +266,8 @@ public sealed class AnthropicClientTests
         var body = await raw.Content.ReadAsStringAsync();
 
         Assert.Equal(HttpStatusCode.OK, raw.StatusCode);
-        Assert.StartsWith("event: ping\n", body, StringComparison.Ordinal);
+        // The wait's state as an SSE comment (every SSE reader skips it), then the ping.
+        Assert.Matches("^: loading qwen/qwen3-8b[^\n]* queue 1\nevent: ping\n", body);
         var errorEvent = body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Last();
         Assert.StartsWith("event: error\ndata: ", errorEvent, StringComparison.Ordinal);
         var data = JsonDocument.Parse(errorEvent["event: error\ndata: ".Length..]).RootElement;

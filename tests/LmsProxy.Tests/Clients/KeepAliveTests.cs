@@ -15,6 +15,7 @@ public sealed class KeepAliveTests
     {
         ["LmsProxy:StreamKeepAlive"] = mode,
         ["LmsProxy:KeepAliveAfter"] = "00:00:00.400",
+        ["LmsProxy:KeepAliveInterval"] = "00:00:01",
         ["LmsProxy:Loader"] = "rest",
     };
 
@@ -36,7 +37,7 @@ public sealed class KeepAliveTests
         Assert.True(headersAfter < TimeSpan.FromSeconds(2), $"the 200 came after {headersAfter.TotalMilliseconds} ms, not once keep-alives began");
         var keepAlives = lines.Where(l => l.Line.StartsWith(": loading qwen/qwen3-8b ", StringComparison.Ordinal)).ToList();
         Assert.True(keepAlives.Count >= 2, $"{keepAlives.Count} keep-alives in {string.Join(" | ", lines.Select(l => l.Line))}");
-        Assert.True(keepAlives[1].At - keepAlives[0].At > TimeSpan.FromSeconds(2), "keep-alives arrive one by one, seconds apart");
+        Assert.True(keepAlives[1].At - keepAlives[0].At > TimeSpan.FromSeconds(0.8), "keep-alives arrive one by one, KeepAliveInterval apart");
         var firstData = lines.FindIndex(l => l.Line.StartsWith("data: ", StringComparison.Ordinal));
         Assert.True(firstData > lines.IndexOf(keepAlives[^1]), "keep-alives come before the answer");
         Assert.Equal("data: [DONE]", lines.Last(l => l.Line.Length > 0).Line);

@@ -41,15 +41,24 @@ public sealed class PassThroughTests : IAsyncLifetime
         _lmStudio.Stop();
     }
 
-    [Theory(Timeout = 15000)]
-    [InlineData("/v1/models", V1Models)]
-    [InlineData("/api/v0/models", V0Models)]
-    public async Task ModelLists_PassThroughByteForByte(string path, string expected)
+    [Fact(Timeout = 15000)]
+    public async Task NativeModelList_PassesThroughByteForByte()
     {
-        using var response = await _client.GetAsync(path);
+        using var response = await _client.GetAsync("/api/v0/models");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(Encoding.UTF8.GetBytes(expected), await response.Content.ReadAsByteArrayAsync());
+        Assert.Equal(Encoding.UTF8.GetBytes(V0Models), await response.Content.ReadAsByteArrayAsync());
+    }
+
+    /// <summary>/v1/models gains only a status per model (llama.cpp router's shape, for Open WebUI); LM Studio's fields stay, in their order.</summary>
+    [Fact(Timeout = 15000)]
+    public async Task OpenAiModelList_KeepsLmStudiosFields_AndGainsOnlyAStatus()
+    {
+        using var response = await _client.GetAsync("/v1/models");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("{\"object\":\"list\",\"data\":[{\"id\":\"qwen/qwen3-8b\",\"object\":\"model\",\"owned_by\":\"organization_owner\",\"status\":{\"value\":\"loaded\"}}]}", // LM Studio lists it as loaded (V0Models)
+            await response.Content.ReadAsStringAsync());
     }
 
     [Fact(Timeout = 15000)]

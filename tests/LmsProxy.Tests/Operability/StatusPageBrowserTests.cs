@@ -10,6 +10,7 @@ using Xunit.Abstractions;
 
 namespace LmsProxy.Tests.Operability;
 
+// The page's tests and the small Chromium driver (DevTools protocol) they share, which is why this file is over 300 lines.
 /// <summary>The status page, as a person sees it: rendered by headless Chromium, with its script run against /status.</summary>
 public sealed class StatusPageBrowserTests(ITestOutputHelper output)
 {
@@ -166,6 +167,37 @@ public sealed class StatusPageBrowserTests(ITestOutputHelper output)
         Assert.StartsWith("'qwen/qwen3-8b' takes no new requests", unloaded);
     }
 
+    /// <summary>A load's bar moves on by itself: the page draws each "status" event of GET /events (it no longer polls).</summary>
+    [Fact(Timeout = 60000)]
+    public async Task LoadProgressBar_ShowsLmsPercentageAndTimeLeft_AndMovesOnFromEvents()
+    {
+        if (!ChromiumInstalled()) return;
+        await using var env = await GateEnvironment.StartAsync(new LmStudioSimulator.SimulatorOptions { LoadTime = TimeSpan.FromSeconds(8) });
+        var chat = env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
+        await using var browser = await DevToolsPage.OpenAsync(new Uri(env.Proxy.Url, "/"));
+        const string Bar = "document.querySelector('tr[data-model=\"qwen/qwen3-8b\"] .progress')?.dataset.progress > 5";
+
+        var first = await browser.DomAsync(Bar);
+        await Task.Delay(1500);
+        var later = await browser.DomAsync();
+        (await chat).Dispose();
+
+        static (int Percent, string Label) Read(string dom)
+        {
+            var row = dom[dom.IndexOf("<tr data-model=\"qwen/qwen3-8b\">", StringComparison.Ordinal)..];
+            var percent = Regex.Match(row, "class=\"progress\"[^>]*data-progress=\"(\\d+)\"|data-progress=\"(\\d+)\"[^>]*class=\"progress\"");
+            var label = Regex.Match(row, "<span class=\"eta\">([^<]*)</span>");
+            Assert.True(percent.Success && label.Success, row[..Math.Min(row.Length, 1500)]);
+            return (int.Parse(percent.Groups[1].Success ? percent.Groups[1].Value : percent.Groups[2].Value, CultureInfo.InvariantCulture), label.Groups[1].Value);
+        }
+        var (before, beforeLabel) = Read(first);
+        var (after, afterLabel) = Read(later);
+
+        Assert.Matches("^\\d+% · ~[\\d.]+ s left$", beforeLabel); // lms's own percentage: no "(estimate)"
+        Assert.Matches("^\\d+% · ~[\\d.]+ s left$", afterLabel);
+        Assert.True(after > before, $"the bar moved from {before}% to {after}% without a reload");
+    }
+
     private bool ChromiumInstalled()
     {
         if (File.Exists(Chromium)) return true;
@@ -198,22 +230,14 @@ public sealed class StatusPageBrowserTests(ITestOutputHelper output)
         ])
         { RedirectStandardOutput = true, RedirectStandardError = true, StandardOutputEncoding = Encoding.UTF8 };
 
-    /// <summary>The DOM after the page's scripts ran (virtual time lets its fetch of /status finish).</summary>
+    /// <summary>
+    /// The DOM after the page's scripts ran: its first /status and /activity were drawn, and a moment more. (Not
+    /// --dump-dom with virtual time: the page keeps GET /events open, and pending requests stop virtual time.)
+    /// </summary>
     private static async Task<string> RenderAsync(Uri page)
     {
-        var profile = Directory.CreateTempSubdirectory("chromium-");
-        try
-        {
-            using var process = Process.Start(Headless(profile, "--virtual-time-budget=3000", "--dump-dom", page.ToString()))!;
-            var dom = process.StandardOutput.ReadToEndAsync();
-            _ = process.StandardError.ReadToEndAsync();
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(45));
-            return await dom;
-        }
-        finally
-        {
-            profile.Delete(recursive: true);
-        }
+        await using var browser = await DevToolsPage.OpenAsync(page);
+        return await browser.DomAsync();
     }
 
     /// <summary>A page open in headless Chromium, driven over the DevTools protocol (Runtime.evaluate) to click as a person would.</summary>
@@ -257,6 +281,21 @@ public sealed class StatusPageBrowserTests(ITestOutputHelper output)
                 }
             }, TimeSpan.FromSeconds(20));
             return browser;
+        }
+
+        /// <summary>The page's DOM once it has drawn /status (and given its other fetches a moment), as --dump-dom prints it.</summary>
+        public async Task<string> DomAsync(string? until = null)
+        {
+            var script = $$"""
+                (async () => {
+                  const pause = ms => new Promise(resolve => setTimeout(resolve, ms));
+                  for (let i = 0; i < 400 && document.getElementById("refreshed").textContent === "never"; i++) await pause(50);
+                  for (let i = 0; i < 400 && !({{until ?? "true"}}); i++) await pause(50);
+                  await pause(600);
+                  return document.documentElement.outerHTML;
+                })()
+                """;
+            return "<!DOCTYPE html>\n" + await EvaluateAsync(script);
         }
 
         /// <summary>Clicks the button once it is rendered and returns the message the page then shows.</summary>
