@@ -7,7 +7,8 @@ namespace LmsProxy.Activity;
 /// <summary>
 /// GET /activity (the list, newest first, in flight included), GET /activity/stream (each change as a server-sent
 /// event), GET /activity/{id} (one record, with captured bodies), POST /activity/{id}/cancel (an operator action:
-/// the X-LmsProxy-Action header, like POST /models/...), GET /usage (per day, by model or key).
+/// the X-LmsProxy-Action header, like POST /models/...), GET /usage (per day, by model or key). An inference key sees
+/// its own requests and its own row by key; operator keys (and OpenStatus without a key) see every key's.
 /// </summary>
 internal static class ActivityEndpoints
 {
@@ -19,11 +20,14 @@ internal static class ActivityEndpoints
         {
             var q = context.Request.Query;
             if (!TryQuery(q, out var query, out var problem)) return Results.Json(new { error = problem }, statusCode: StatusCodes.Status400BadRequest);
+            if (OwnOnly(context) is { } own) query = query with { Key = own };
             return Results.Json(new ActivityList(recorder.List(query)), ActivityJson.Default.ActivityList);
         });
         app.MapGet("/activity/stream", StreamAsync);
-        app.MapGet("/activity/{id:long}", (long id, ActivityRecorder recorder) =>
-            recorder.Find(id) is { } record ? Results.Json(record, ActivityJson.Default.ActivityRecord) : Results.Json(new { error = $"No request {id} is recorded." }, statusCode: 404));
+        app.MapGet("/activity/{id:long}", (long id, HttpContext context, ActivityRecorder recorder) =>
+            recorder.Find(id) is { } record && (OwnOnly(context) is not { } own || record.Key == own)
+                ? Results.Json(record, ActivityJson.Default.ActivityRecord)
+                : Results.Json(new { error = $"No request {id} is recorded." }, statusCode: 404));
         app.MapPost("/activity/{id:long}/cancel", async (long id, HttpContext context, ActivityRecorder recorder) =>
         {
             if (!context.Request.Headers.ContainsKey(StatusEndpoints.ActionHeader))
@@ -43,9 +47,14 @@ internal static class ActivityEndpoints
             {
                 return Results.Json(new { error = "days: a whole number from 1 to 3660." }, statusCode: 400);
             }
-            return Results.Json(recorder.Usage.Report(by, days, time.GetUtcNow()), ActivityJson.Default.UsageReport);
+            var report = recorder.Usage.Report(by, days, time.GetUtcNow());
+            if (by == UsageTotals.ByKey && OwnOnly(context) is { } own) report = report with { Usage = [.. report.Usage.Where(e => e.Name == own)] };
+            return Results.Json(report, ActivityJson.Default.UsageReport);
         });
     }
+
+    /// <summary>The caller's key name when it is an inference key (it sees only its own), else null.</summary>
+    private static string? OwnOnly(HttpContext context) => Keys.ApiKey.Of(context) is { IsOperator: false } key ? key.Name : null;
 
     private static bool TryQuery(IQueryCollection q, out ActivityRecorder.Query query, out string? problem)
     {
@@ -79,14 +88,18 @@ internal static class ActivityEndpoints
         context.Response.Headers["X-Accel-Buffering"] = "no";
         var aborted = context.RequestAborted;
         var changes = recorder.Subscribe(aborted);
+        var own = OwnOnly(context);
         await context.Response.WriteAsync(": activity\n\n", aborted);
         await context.Response.Body.FlushAsync(aborted);
         try
         {
             await foreach (var record in changes.ReadAllAsync(aborted))
             {
-                var json = JsonSerializer.Serialize(record, ActivityJson.Default.ActivityRecord);
-                await context.Response.WriteAsync($"event: {(record.State == ActivityState.Done ? "done" : "update")}\ndata: {json}\n\n", aborted);
+                if (own is null || record.Key == own)
+                {
+                    var json = JsonSerializer.Serialize(record, ActivityJson.Default.ActivityRecord);
+                    await context.Response.WriteAsync($"event: {(record.State == ActivityState.Done ? "done" : "update")}\ndata: {json}\n\n", aborted);
+                }
                 if (!changes.TryPeek(out _)) await context.Response.Body.FlushAsync(aborted);
             }
         }

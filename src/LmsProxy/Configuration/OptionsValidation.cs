@@ -66,6 +66,7 @@ internal static class OptionsValidation
         }
 
         if (o.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
+        Keys.KeyValidation.Validate(o, errors);
         foreach (var model in o.Preload)
         {
             if (ModelName.Problem(model) is { } p) errors.Add($"LmsProxy:Preload entry '{model}': {p}");

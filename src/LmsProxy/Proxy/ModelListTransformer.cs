@@ -10,9 +10,10 @@ namespace LmsProxy.Proxy;
 /// <summary>
 /// GET /v1/models: LM Studio's own list, plus every model a host has downloaded that it left out (with JIT off it
 /// lists only loaded ones; with several hosts it lists only its own) and the configured aliases, so model pickers
-/// can offer all the proxy can serve. When nothing is missing the body passes through byte for byte.
+/// can offer all the proxy can serve. When nothing is missing the body passes through byte for byte. For a key with
+/// a model list (LmsProxy:Keys:&lt;name&gt;:Models) only the models it may use are listed.
 /// </summary>
-internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
+internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, Keys.ApiKey? key = null) : HttpTransformer
 {
     public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
         requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
@@ -61,6 +62,14 @@ internal sealed class ModelListTransformer(HttpTransformer requestTransform, Mod
             if (!listed.Add(alias)) continue;
             data.Add((JsonNode)new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });
             added++;
+        }
+        if (key is not null && key.Options.Models.Count > 0)
+        {
+            for (var i = data.Count - 1; i >= 0; i--)
+            {
+                if ((data[i] as JsonObject)?["id"]?.GetValue<string>() is not { } id || !key.MayUse(id, catalog.Resolve(options.ResolveAlias(id))?.Key, options)) data.RemoveAt(i);
+            }
+            return System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
         }
         return added == 0 ? original : System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
     }
