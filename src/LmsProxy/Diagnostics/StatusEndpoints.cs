@@ -17,14 +17,20 @@ internal static class StatusEndpoints
 
     public static void MapStatusEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/status", async (Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, Storage.StateStore store, CancellationToken cancellationToken) =>
+        app.MapGet("/status", async (HttpContext context, Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, Storage.StateStore store,
+            Keys.KeyRegistry keys, Sharing.SharingGate sharing, Activity.ActivityRecorder activity, TimeProvider time, CancellationToken cancellationToken) =>
         {
             var first = scheduler.Hosts.FirstOrDefault();
             var (reachable, detail) = first is null ? (false, "No host is configured.") : await ProbeAsync(first.Api, cancellationToken);
             string[] warnings = listening.ExposureWarning(settings.Current) is { } exposed ? [exposed] : [];
             // Which app each host runs (LM Studio or Bionic, F26), as its greeting said.
             var apps = scheduler.Hosts.ToDictionary(h => h.Name, h => h.Api.App is { } app ? (app.Version is null ? app.Name : $"{app.Name} {app.Version}") : null);
-            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps) with { Warnings = warnings, Store = store.Status }, DiagnosticsJson.Default.StatusReport);
+            return Results.Json(StatusReport.From(Version, scheduler.Snapshot(), first?.Url, reachable, detail, apps) with
+            {
+                Warnings = warnings,
+                Store = store.Status,
+                Keys = Sharing.KeyReport.For(Keys.ApiKey.Of(context), keys, sharing, activity.Usage, settings.Current, time),
+            }, DiagnosticsJson.Default.StatusReport);
         });
         app.MapGet("/", (HttpResponse response) =>
         {
@@ -79,6 +85,9 @@ internal sealed record StatusReport(
 {
     /// <summary>What the operator should fix (listening beyond loopback without API keys).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    /// <summary>Per key: in flight, queued, and today's use against its limits (an inference key sees only itself).</summary>
+    public IReadOnlyList<Sharing.KeyStatus> Keys { get; init; } = [];
 
     /// <summary>The state store: its file, whether it is written, and why not.</summary>
     public Storage.StoreStatus? Store { get; init; }

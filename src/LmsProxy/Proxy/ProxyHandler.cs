@@ -219,7 +219,7 @@ internal sealed partial class ProxyHandler
     private async ValueTask<Attempt> AdmitAndForwardAsync(RequestState state)
     {
         _activity.Queued(state.Context);
-        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted);
+        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted, Keys.ApiKey.Of(state.Context)?.Priority ?? Keys.KeyPriority.Normal);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
 

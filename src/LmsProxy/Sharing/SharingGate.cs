@@ -15,12 +15,27 @@ namespace LmsProxy.Sharing;
 /// the instance's <see cref="SlotQueue"/>; that is where LM Studio's first-come queue is replaced by the fair one.
 /// A long queue is never a 429: waiting ends only at the hold deadline (503, as for a load).
 /// </summary>
-internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activity, TimeProvider time)
+internal sealed class SharingGate
 {
     /// <summary>The flow of requests without a key (keys off, or an open path).</summary>
     public const string NoKeyFlow = "";
 
     private readonly ConcurrentDictionary<string, KeyState> _states = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ProxySettings _settings;
+    private readonly ActivityRecorder _activity;
+    private readonly TimeProvider _time;
+
+    public SharingGate(ProxySettings settings, ActivityRecorder activity, TimeProvider time, Diagnostics.ProxyMetrics metrics)
+    {
+        _settings = settings;
+        _activity = activity;
+        _time = time;
+        // /metrics by key name (never the secret): what each key has in the proxy now, and what it used today (UTC).
+        metrics.Meter.CreateObservableGauge("lmsproxy.key.in_flight", () => Observe(s => s.InFlight), description: "Requests of each key forwarded to LM Studio now.");
+        metrics.Meter.CreateObservableGauge("lmsproxy.key.queued", () => Observe(s => s.Queued), description: "Requests of each key waiting in the proxy for a slot or under MaxConcurrent.");
+        metrics.Meter.CreateObservableGauge("lmsproxy.key.tokens_today", () => Observe(s => Today(s).Tokens), description: "Prompt and completion tokens each key used today (UTC).");
+        metrics.Meter.CreateObservableGauge("lmsproxy.key.gpu_seconds_today", () => Observe(s => Today(s).GpuMs / 1000.0), unit: "s", description: "LM Studio time each key used today (UTC).");
+    }
 
     public KeyState StateOf(string name) => _states.GetOrAdd(name, static n => new KeyState(n));
 
@@ -39,8 +54,8 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
         var state = StateOf(key.Name);
         if (limits.TokensPerDay > 0 || limits.GpuSecondsPerDay > 0)
         {
-            var now = time.GetUtcNow();
-            var used = activity.Usage.Today(UsageTotals.ByKey, key.Name, now);
+            var now = _time.GetUtcNow();
+            var used = _activity.Usage.Today(UsageTotals.ByKey, key.Name, now);
             var midnight = new DateTimeOffset(now.UtcDateTime.Date.AddDays(1), TimeSpan.Zero);
             if (limits.TokensPerDay > 0 && used.Tokens >= limits.TokensPerDay)
             {
@@ -51,9 +66,9 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
                 return (RateLimited($"The key '{key.Name}' has used its GpuSecondsPerDay: {used.GpuMs / 1000.0:N1} of {limits.GpuSecondsPerDay.ToString("N1", CultureInfo.InvariantCulture)} s of LM Studio's time today (UTC).", midnight, now), default);
             }
         }
-        if (limits.RequestsPerMinute > 0 && !state.TryTake(limits.RequestsPerMinute, time.GetTimestamp(), time.TimestampFrequency, out var retryAfter))
+        if (limits.RequestsPerMinute > 0 && !state.TryTake(limits.RequestsPerMinute, _time.GetTimestamp(), _time.TimestampFrequency, out var retryAfter))
         {
-            var now = time.GetUtcNow();
+            var now = _time.GetUtcNow();
             return (RateLimited($"The key '{key.Name}' has sent its RequestsPerMinute: {limits.RequestsPerMinute} in the last 60 s.", now + retryAfter, now), default);
         }
         if (limits.MaxConcurrent <= 0) return (null, new KeyTicket(state, null));
@@ -61,7 +76,7 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
         var gate = state.ConcurrencyGate(limits.MaxConcurrent);
         if (gate.Wait(0)) return (null, new KeyTicket(state, gate));
         state.Waiting();
-        activity.Queued(context);
+        _activity.Queued(context);
         try
         {
             if (await gate.WaitAsync(Remaining(deadline), context.RequestAborted)) return (null, new KeyTicket(state, gate));
@@ -85,7 +100,7 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
     /// </summary>
     public async ValueTask<Admission?> TakeSlotAsync(HttpContext context, Instance instance, long deadline)
     {
-        var options = settings.Current;
+        var options = _settings.Current;
         var limit = SlotLimit(instance, options);
         var key = ApiKey.Of(context);
         var state = key is null ? null : StateOf(key.Name);
@@ -94,15 +109,15 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
             state?.Forwarded();
             return null;
         }
-        var started = time.GetTimestamp();
+        var started = _time.GetTimestamp();
         var (flow, weight) = options.QueueOrder == QueueOrder.Arrival || key is null ? (NoKeyFlow, 1) : (key.Name, FairOrder.WeightOf(key.Priority));
         var waiter = instance.Slots.Enqueue(flow, weight, limit);
         state?.Waiting();
-        activity.Queued(context);
+        _activity.Queued(context);
         Admission? refusal = null;
         try
         {
-            await waiter.Granted.Task.WaitAsync(Remaining(deadline), time, context.RequestAborted);
+            await waiter.Granted.Task.WaitAsync(Remaining(deadline), _time, context.RequestAborted);
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
@@ -121,15 +136,20 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
         state?.Forwarded();
         if (!context.Response.HasStarted)
         {
-            context.Response.Headers["X-LmsProxy-Queue-Ms"] = ((long)time.GetElapsedTime(started).TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
+            context.Response.Headers["X-LmsProxy-Queue-Ms"] = ((long)_time.GetElapsedTime(started).TotalMilliseconds).ToString(CultureInfo.InvariantCulture);
         }
         return null;
     }
 
+    private (long Requests, long Tokens, long GpuMs) Today(KeyState state) => _activity.Usage.Today(UsageTotals.ByKey, state.Name, _time.GetUtcNow());
+
+    private IEnumerable<System.Diagnostics.Metrics.Measurement<T>> Observe<T>(Func<KeyState, T> value) where T : struct =>
+        _states.Values.Select(s => new System.Diagnostics.Metrics.Measurement<T>(value(s), new KeyValuePair<string, object?>("key", s.Name)));
+
     /// <summary>Gives the slot back (after the response's last byte, or the client left).</summary>
     public void ReleaseSlot(HttpContext context, Instance instance)
     {
-        instance.Slots.Exit(SlotLimit(instance, settings.Current));
+        instance.Slots.Exit(SlotLimit(instance, _settings.Current));
         if (ApiKey.Of(context) is { } key) StateOf(key.Name).Finished();
     }
 
@@ -138,7 +158,7 @@ internal sealed class SharingGate(ProxySettings settings, ActivityRecorder activ
         instance.ReportedParallel ?? (options.Models.Count > 0 ? options.SettingsFor(instance.ModelKey).Parallel : null) ?? 4;
 
     private TimeSpan Remaining(long deadline) =>
-        TimeSpan.FromSeconds(Math.Max(0, deadline - time.GetTimestamp()) / (double)time.TimestampFrequency);
+        TimeSpan.FromSeconds(Math.Max(0, deadline - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
 
     private static ProxyError RateLimited(string what, DateTimeOffset resets, DateTimeOffset now)
     {
