@@ -124,7 +124,7 @@ internal sealed class SharingGate
             if (instance.Slots.Abandon(waiter))
             {
                 refusal = ex is TimeoutException
-                    ? Admission.Refused(AdmissionStatus.HoldTimeout, $"No slot of '{instance.ModelKey}' came free within {options.HoldTimeout.TotalSeconds:0} s (LmsProxy:HoldTimeout): {limit} in flight, {instance.Slots.Queued} waiting.")
+                    ? Admission.Refused(AdmissionStatus.SlotTimeout, $"No slot of '{instance.ModelKey}' came free within {options.HoldTimeout.TotalSeconds:0} s (LmsProxy:HoldTimeout): {limit} in flight, {instance.Slots.Queued} waiting.")
                     : Admission.Refused(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
             }
         }

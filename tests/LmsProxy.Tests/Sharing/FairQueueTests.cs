@@ -94,4 +94,25 @@ public sealed class FairQueueTests
         Assert.All(small, s => Assert.True(s.QueueMs < 5 * Answer.TotalMilliseconds, $"bob waited {s.QueueMs} ms"));
         Assert.True(agent.Count(a => a.Done > small.Max(s => s.Done)) >= 4, "the small key waited behind the big key's burst");
     }
+
+    [Fact(Timeout = 30000)]
+    public async Task AWaitForASlot_IsBoundedByTheHoldDeadline_With503QueueTimeoutAndRetryAfter_Never429()
+    {
+        await using var env = await GateEnvironment.StartAsync(
+            new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(20), ResponseDelay = TimeSpan.FromSeconds(3), Parallel = 1 },
+            new Dictionary<string, string?> { ["LmsProxy:HoldTimeout"] = "00:00:01", ["LmsProxy:Preload:0"] = Qwen });
+        await Eventually.Until(() => env.Proxy.IsLoaded(Qwen));
+
+        var first = env.Client.PostAsync("/v1/chat/completions", Json.Chat(Qwen));
+        await Eventually.Until(() => env.Simulator.State.Instances().Single().Queued == 1);
+        using var second = await env.Client.PostAsync("/v1/chat/completions", Json.Chat(Qwen));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, second.StatusCode);
+        Assert.Equal("queue_timeout", await second.ErrorCode());
+        Assert.Contains("No slot of 'qwen/qwen3-8b' came free", await second.ErrorMessage());
+        Assert.True(second.Headers.RetryAfter?.Delta > TimeSpan.Zero);
+        using var answered = await first;
+        Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+        Assert.Equal(1, env.Simulator.State.Instances().Single().PeakQueued);
+    }
 }
