@@ -1,11 +1,13 @@
 namespace LmsProxy.Sharing;
 
 /// <summary>
-/// Start-time fair queuing over flows (one flow per key): each waiter is stamped on arrival with a start tag
-/// max(virtual time, the flow's last finish) and a finish tag start + 1/weight; the waiter with the smallest start tag
-/// among the flows' heads goes next, and the virtual time moves to it. A flow with a burst queued therefore takes its
-/// share and no more, a flow that just arrived starts at the present (it cannot bank idle time), and a weight of 16
-/// against 1 gives sixteen turns to one. Not thread-safe: its SlotQueue's lock guards it.
+/// A fair queue over flows (one flow per key). First, slots are shared by weight: the next slot goes to the flow whose
+/// key has the fewest requests in flight for its weight, so two keys of one class hold the slots half and half, and a
+/// key that sends two at a time waits for its own slot rather than behind a burst; level on that, the flow with fewer
+/// waiting goes first (a burst does not hold a light key back once both hold their share). Then start-time fair queuing: each waiter is stamped on arrival with a start tag max(virtual time, the flow's last finish) and a
+/// finish tag start + 1/weight; the smallest start tag goes next and the virtual time moves to it, so a burst takes its
+/// share of turns and no more, and a flow that just arrived starts at the present (it cannot bank idle time). Weights:
+/// 16 against 1 gives sixteen to one. Not thread-safe: its SlotQueue's lock guards it.
 /// </summary>
 internal sealed class FairOrder
 {
@@ -37,9 +39,16 @@ internal sealed class FairOrder
     public SlotWaiter? Next()
     {
         SlotWaiter? best = null;
+        var bestShare = double.MaxValue;
         foreach (var flow in _flows.Values)
         {
-            if (flow.Waiters.First?.Value is { } head && (best is null || head.Start < best.Start || (head.Start == best.Start && head.Sequence < best.Sequence))) best = head;
+            if (flow.Waiters.First?.Value is not { } head) continue;
+            var share = (head.Owner?.InFlight ?? 0) / (double)head.Weight;
+            if (best is null || share < bestShare || (share == bestShare && Before(flow, head, _flows[best.Flow], best)))
+            {
+                best = head;
+                bestShare = share;
+            }
         }
         if (best is null) return null;
         var owner = _flows[best.Flow];
@@ -49,6 +58,11 @@ internal sealed class FairOrder
         Forget();
         return best;
     }
+
+    private static bool Before(Flow flow, SlotWaiter head, Flow other, SlotWaiter otherHead) =>
+        flow.Waiters.Count != other.Waiters.Count ? flow.Waiters.Count < other.Waiters.Count
+        : head.Start != otherHead.Start ? head.Start < otherHead.Start
+        : head.Sequence < otherHead.Sequence;
 
     /// <summary>Takes out a waiter that gave up; false when it is not queued (it was granted meanwhile).</summary>
     public bool Remove(SlotWaiter waiter)

@@ -111,7 +111,7 @@ internal sealed class SharingGate
         }
         var started = _time.GetTimestamp();
         var (flow, weight) = options.QueueOrder == QueueOrder.Arrival || key is null ? (NoKeyFlow, 1) : (key.Name, FairOrder.WeightOf(key.Priority));
-        var waiter = instance.Slots.Enqueue(flow, weight, limit);
+        var waiter = instance.Slots.Enqueue(flow, weight, limit, options.QueueOrder == QueueOrder.Arrival ? null : state);
         state?.Waiting();
         _activity.Queued(context);
         Admission? refusal = null;
@@ -149,8 +149,9 @@ internal sealed class SharingGate
     /// <summary>Gives the slot back (after the response's last byte, or the client left).</summary>
     public void ReleaseSlot(HttpContext context, Instance instance)
     {
-        instance.Slots.Exit(SlotLimit(instance, _settings.Current));
+        // The key's count first: the next waiter is chosen by how many each key has in flight, and this one is done.
         if (ApiKey.Of(context) is { } key) StateOf(key.Name).Finished();
+        instance.Slots.Exit(SlotLimit(instance, _settings.Current));
     }
 
     /// <summary>The instance's slots: LM Studio's reported parallel, else the load setting, else LM Studio's default of 4.</summary>

@@ -33,9 +33,9 @@ internal sealed class SlotQueue
     }
 
     /// <summary>Queues a waiter; its task completes when it holds a slot (perhaps at once).</summary>
-    public SlotWaiter Enqueue(string flow, int weight, int limit)
+    public SlotWaiter Enqueue(string flow, int weight, int limit, KeyState? owner = null)
     {
-        var waiter = new SlotWaiter(flow, weight);
+        var waiter = new SlotWaiter(flow, weight) { Owner = owner };
         lock (_lock)
         {
             _order.Add(waiter);
@@ -96,6 +96,9 @@ internal sealed class SlotWaiter
 
     public string Flow { get; }
     public int Weight { get; }
+
+    /// <summary>Its key's state: how many of the key's requests are in flight now (the slot share); null without a key.</summary>
+    public KeyState? Owner { get; init; }
     public double Start { get; set; }
     public long Sequence { get; set; }
     internal LinkedListNode<SlotWaiter> Node { get; }

@@ -5,38 +5,102 @@ namespace LmsProxy.Tests.Units;
 /// <summary>The slot gate's two halves: the fair order (pure), and the lock-free admission under contention.</summary>
 public sealed class SlotQueueTests
 {
-    private static List<string> Drain(FairOrder order) => [.. Enumerable.Range(0, order.Count).Select(_ => order.Next()!.Flow)];
+    /// <summary>Takes every waiter in order; each one taken counts as in flight for its key (as when it holds a slot).</summary>
+    private static List<string> Drain(FairOrder order)
+    {
+        var taken = new List<string>();
+        while (order.Next() is { } next)
+        {
+            next.Owner?.Forwarded();
+            taken.Add(next.Flow);
+        }
+        return taken;
+    }
 
     [Fact]
     public void FairOrder_SharesEquallyWithinAWeight_AndByWeightAcrossThem()
     {
+        KeyState big = new("big"), small = new("small");
         var order = new FairOrder();
-        for (var i = 0; i < 4; i++) order.Add(new SlotWaiter("big", 4));
-        order.Add(new SlotWaiter("small", 4));
-        order.Add(new SlotWaiter("small", 4));
-        // The small flow arrived last yet alternates with the big one.
-        Assert.Equal(["big", "small", "big", "small", "big", "big"], Drain(order));
+        for (var i = 0; i < 4; i++) order.Add(new SlotWaiter("big", 4) { Owner = big });
+        order.Add(new SlotWaiter("small", 4) { Owner = small });
+        order.Add(new SlotWaiter("small", 4) { Owner = small });
+        // The small key arrived last yet alternates with the big one.
+        Assert.Equal(["small", "big", "small", "big", "big", "big"], Drain(order));
 
-        for (var i = 0; i < 20; i++) order.Add(new SlotWaiter("batch", FairOrder.WeightOf(LmsProxy.Keys.KeyPriority.Batch)));
-        for (var i = 0; i < 16; i++) order.Add(new SlotWaiter("interactive", FairOrder.WeightOf(LmsProxy.Keys.KeyPriority.Interactive)));
+        KeyState batch = new("batch"), interactive = new("interactive");
+        for (var i = 0; i < 20; i++) order.Add(new SlotWaiter("batch", FairOrder.WeightOf(LmsProxy.Keys.KeyPriority.Batch)) { Owner = batch });
+        for (var i = 0; i < 16; i++) order.Add(new SlotWaiter("interactive", FairOrder.WeightOf(LmsProxy.Keys.KeyPriority.Interactive)) { Owner = interactive });
         var served = Drain(order);
-        // Sixteen to one: the interactive flow is through within the first 18 turns, and batch still gets turns meanwhile.
+        // Sixteen to one: the interactive key is through within the first 18 turns, and batch still gets turns meanwhile.
         Assert.True(served.LastIndexOf("interactive") < 18, string.Join(",", served));
         Assert.Contains("batch", served.Take(3));
     }
 
     [Fact]
-    public void FairOrder_AFlowThatWasIdle_CannotBankTurns()
+    public void FairOrder_TwoSlots_ABigBurstAndASmallKeyThatSendsTwoAtATime_TheSmallOneNeverWaitsMoreThanTwoReleases()
     {
+        // Two slots in lock-step, a 16-request burst kept topped up, and a small key whose two clients re-send when answered.
+        KeyState agent = new("agent"), bob = new("bob");
         var order = new FairOrder();
-        for (var i = 0; i < 10; i++) order.Add(new SlotWaiter("a", 1));
-        for (var i = 0; i < 8; i++) Assert.Equal("a", order.Next()!.Flow);
-        // b arrives now: it starts at the present, level with a's next, not at zero ahead of everything a will ever send.
-        order.Add(new SlotWaiter("b", 1));
-        order.Add(new SlotWaiter("b", 1));
-        order.Add(new SlotWaiter("b", 1));
-        for (var i = 0; i < 3; i++) order.Add(new SlotWaiter("a", 1));
-        Assert.Equal(["b", "a", "b", "a", "b", "a", "a"], Drain(order)[..7]);
+        var slots = new List<SlotWaiter>();
+        for (var i = 0; i < 16; i++) order.Add(new SlotWaiter("agent", 4) { Owner = agent });
+        var bobWaitingSince = new Dictionary<SlotWaiter, int>();
+        for (var i = 0; i < 2; i++)
+        {
+            var w = new SlotWaiter("bob", 4) { Owner = bob };
+            order.Add(w);
+            bobWaitingSince[w] = 0;
+        }
+        var longest = 0;
+        var bobTurns = 0;
+        for (var release = 1; release <= 200; release++)
+        {
+            if (slots.Count == 2)
+            {
+                var done = slots[0];
+                slots.RemoveAt(0);
+                done.Owner!.Finished();
+                var again = new SlotWaiter(done.Flow, 4) { Owner = done.Owner };
+                order.Add(again); // answered: that client sends again at once
+                if (done.Flow == "bob") bobWaitingSince[again] = release;
+            }
+            while (slots.Count < 2 && order.Next() is { } next)
+            {
+                next.Owner!.Forwarded();
+                slots.Add(next);
+                if (next.Flow == "bob")
+                {
+                    bobTurns++;
+                    longest = Math.Max(longest, release - bobWaitingSince[next]);
+                }
+            }
+        }
+
+        Assert.InRange(longest, 0, 2);
+        Assert.InRange(bobTurns, 90, 110); // half the slots: equal shares
+    }
+
+    [Fact]
+    public void FairOrder_TheNextSlot_GoesToTheKeyWithTheFewestInFlightForItsWeight_ThenToTheShorterQueue()
+    {
+        KeyState agent = new("agent"), bob = new("bob");
+        var order = new FairOrder();
+        for (var i = 0; i < 6; i++) order.Add(new SlotWaiter("agent", 4) { Owner = agent });
+        agent.Forwarded();
+        agent.Forwarded();
+        bob.Forwarded();
+        order.Add(new SlotWaiter("bob", 4) { Owner = bob });
+        order.Add(new SlotWaiter("bob", 4) { Owner = bob });
+
+        // The agent holds two slots and bob one: bob's goes next, however many the agent has queued.
+        Assert.Equal("bob", order.Next()!.Flow);
+        bob.Forwarded();
+        // Level (two each): the shorter queue, bob's.
+        Assert.Equal("bob", order.Next()!.Flow);
+        bob.Forwarded();
+        // Bob holds three: the agent's turn.
+        Assert.Equal("agent", order.Next()!.Flow);
     }
 
     [Fact(Timeout = 30000)]
