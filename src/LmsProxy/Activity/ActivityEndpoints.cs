@@ -19,7 +19,7 @@ internal static class ActivityEndpoints
         app.MapGet("/activity", (HttpContext context, ActivityRecorder recorder) =>
         {
             var q = context.Request.Query;
-            if (!TryQuery(q, out var query, out var problem)) return Results.Json(new { error = problem }, statusCode: StatusCodes.Status400BadRequest);
+            if (!TryQuery(q, out var query, out var problem)) return Results.Json(new ActivityError(problem), ActivityJson.Default.ActivityError, statusCode: StatusCodes.Status400BadRequest);
             if (OwnOnly(context) is { } own) query = query with { Key = own };
             return Results.Json(new ActivityList(recorder.List(query)), ActivityJson.Default.ActivityList);
         });
@@ -27,25 +27,25 @@ internal static class ActivityEndpoints
         app.MapGet("/activity/{id:long}", (long id, HttpContext context, ActivityRecorder recorder) =>
             recorder.Find(id) is { } record && (OwnOnly(context) is not { } own || record.Key == own)
                 ? Results.Json(record, ActivityJson.Default.ActivityRecord)
-                : Results.Json(new { error = $"No request {id} is recorded." }, statusCode: 404));
+                : Results.Json(new ActivityError($"No request {id} is recorded."), ActivityJson.Default.ActivityError, statusCode: 404));
         app.MapPost("/activity/{id:long}/cancel", async (long id, HttpContext context, ActivityRecorder recorder) =>
         {
             if (!context.Request.Headers.ContainsKey(StatusEndpoints.ActionHeader))
             {
-                return Results.Json(new { error = $"Send the header {StatusEndpoints.ActionHeader}: 1 with operator actions." }, statusCode: StatusCodes.Status400BadRequest);
+                return Results.Json(new ActivityError($"Send the header {StatusEndpoints.ActionHeader}: 1 with operator actions."), ActivityJson.Default.ActivityError, statusCode: StatusCodes.Status400BadRequest);
             }
             return await recorder.CancelAsync(id)
-                ? Results.Json(new { id, cancelled = true }, statusCode: StatusCodes.Status202Accepted)
-                : Results.Json(new { error = $"Request {id} is not in flight." }, statusCode: StatusCodes.Status404NotFound);
+                ? Results.Json(new CancelAccepted(id, true), ActivityJson.Default.CancelAccepted, statusCode: StatusCodes.Status202Accepted)
+                : Results.Json(new ActivityError($"Request {id} is not in flight."), ActivityJson.Default.ActivityError, statusCode: StatusCodes.Status404NotFound);
         });
         app.MapGet("/usage", (HttpContext context, ActivityRecorder recorder, TimeProvider time) =>
         {
             var by = context.Request.Query["by"].ToString() is { Length: > 0 } b ? b : UsageTotals.ByModel;
-            if (by is not (UsageTotals.ByModel or UsageTotals.ByKey)) return Results.Json(new { error = "by: model or key." }, statusCode: 400);
+            if (by is not (UsageTotals.ByModel or UsageTotals.ByKey)) return Results.Json(new ActivityError("by: model or key."), ActivityJson.Default.ActivityError, statusCode: 400);
             var days = 7;
             if (context.Request.Query["days"].ToString() is { Length: > 0 } d && (!int.TryParse(d, CultureInfo.InvariantCulture, out days) || days is < 1 or > 3660))
             {
-                return Results.Json(new { error = "days: a whole number from 1 to 3660." }, statusCode: 400);
+                return Results.Json(new ActivityError("days: a whole number from 1 to 3660."), ActivityJson.Default.ActivityError, statusCode: 400);
             }
             var report = recorder.Usage.Report(by, days, time.GetUtcNow());
             if (by == UsageTotals.ByKey && OwnOnly(context) is { } own) report = report with { Usage = [.. report.Usage.Where(e => e.Name == own)] };
