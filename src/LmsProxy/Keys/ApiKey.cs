@@ -53,8 +53,12 @@ internal sealed class ApiKey
         return false;
     }
 
-    /// <summary>The request's caller, or null when keys are off (or the path is open).</summary>
-    public static ApiKey? Of(HttpContext context) => (context.User.Identity as KeyIdentity)?.Key;
+    /// <summary>
+    /// The request's caller, or null when keys are off (or the path is open). Read through the feature: HttpContext.User
+    /// would make an empty principal for every request without a key.
+    /// </summary>
+    public static ApiKey? Of(HttpContext context) =>
+        (context.Features.Get<Microsoft.AspNetCore.Http.Features.Authentication.IHttpAuthenticationFeature>()?.User?.Identity as KeyIdentity)?.Key;
 
     private sealed class KeyIdentity(ApiKey key) : ClaimsIdentity([new Claim(ClaimTypes.Name, key.Name)], "ApiKey")
     {

@@ -145,6 +145,11 @@ public sealed class KeyAccessTests
         Assert.Equal(["bob"], keys);
         using var status = await env.Client.SendAsync(As(BobSecret, HttpMethod.Get, "/status"));
         Assert.Equal(["bob"], (await status.ReadJson()).GetProperty("keys").EnumerateArray().Select(k => k.GetProperty("name").GetString()));
+        using var metrics = await env.Client.SendAsync(As(OpsSecret, HttpMethod.Get, "/metrics"));
+        var scraped = await metrics.Content.ReadAsStringAsync();
+        Assert.Matches("lmsproxy_key_tokens_today\\{key=\"bob\"\\} [1-9]", scraped);
+        Assert.Contains("lmsproxy_key_in_flight{key=\"ApiKeys:0\"} 0", scraped);
+        Assert.DoesNotContain(BobSecret, scraped);
     }
 
     private static async Task<List<string?>> Names(GateEnvironment env, string secret, string path)
