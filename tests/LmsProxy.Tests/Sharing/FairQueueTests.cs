@@ -99,7 +99,7 @@ public sealed class FairQueueTests
     public async Task AWaitForASlot_IsBoundedByTheHoldDeadline_With503QueueTimeoutAndRetryAfter_Never429()
     {
         await using var env = await GateEnvironment.StartAsync(
-            new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(20), ResponseDelay = TimeSpan.FromSeconds(3), Parallel = 1 },
+            new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(20), ResponseDelay = TimeSpan.FromSeconds(2), Parallel = 1 },
             new Dictionary<string, string?> { ["LmsProxy:HoldTimeout"] = "00:00:01", ["LmsProxy:Preload:0"] = Qwen });
         await Eventually.Until(() => env.Proxy.IsLoaded(Qwen));
 
