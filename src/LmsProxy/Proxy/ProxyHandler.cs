@@ -113,6 +113,7 @@ internal sealed partial class ProxyHandler
         var transformers = TransformersFor(host);
         HttpTransformer transformer = kind == RequestKind.ModelList
             ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, Keys.ApiKey.Of(context))
+            : Keys.NativeModelListFilter.Applies(context.Request, Keys.ApiKey.Of(context)) ? new Keys.NativeModelListFilter(transformers.PassThrough, Keys.ApiKey.Of(context)!, _scheduler.Catalog, options)
             : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
         if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
         var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);

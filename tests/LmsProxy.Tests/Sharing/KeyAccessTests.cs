@@ -91,6 +91,12 @@ public sealed class KeyAccessTests
         Assert.Equal(HttpStatusCode.Forbidden, lookup.StatusCode);
         Assert.Equal("model_not_allowed", await lookup.ErrorCode());
         Assert.Equal(HttpStatusCode.OK, ownLookup.StatusCode);
+
+        // LM Studio's own lists, filtered alike.
+        using var native = await env.Client.SendAsync(As(AliceSecret, HttpMethod.Get, "/api/v1/models"));
+        using var v0 = await env.Client.SendAsync(As(AliceSecret, HttpMethod.Get, "/api/v0/models"));
+        Assert.Equal(["qwen/qwen3-8b", "qwen/qwen3-8b-instruct"], (await native.ReadJson()).GetProperty("models").EnumerateArray().Select(m => m.GetProperty("key").GetString()).Order(StringComparer.Ordinal));
+        Assert.Equal(["qwen/qwen3-8b", "qwen/qwen3-8b-instruct"], (await v0.ReadJson()).GetProperty("data").EnumerateArray().Select(m => m.GetProperty("id").GetString()).Order(StringComparer.Ordinal));
     }
 
     [Theory(Timeout = 30000)]
