@@ -76,7 +76,11 @@ internal static class InferenceEndpoint
             {
                 await lease.WaitForSlotAsync(context.RequestAborted);
                 var call = new InferenceCall(context, state, body, lease.Instance.Id, jitLoadTime);
-                if (!call.Stream && state.Options.ResponseDelay > TimeSpan.Zero) await Task.Delay(state.Options.ResponseDelay, context.RequestAborted);
+                if (!call.Stream && state.Options.ResponseDelay > TimeSpan.Zero)
+                {
+                    var jitter = state.Options.ResponseJitter * (2 * Random.Shared.NextDouble() - 1);
+                    await Task.Delay(state.Options.ResponseDelay * (1 + jitter), context.RequestAborted);
+                }
                 await answer(call);
             }
             catch (Exception) when (context.RequestAborted.IsCancellationRequested)

@@ -52,6 +52,12 @@ public sealed class SimulatorOptions
     public TimeSpan ResponseDelay { get; set; } = TimeSpan.Zero;
 
     /// <summary>
+    /// Each answer's delay varies by up to this fraction either way (0.15: 300 ms answers take 255–345 ms), as real answers
+    /// vary with their length; 0: every answer takes exactly <see cref="ResponseDelay"/> (parallel slots then run in lock-step).
+    /// </summary>
+    public double ResponseJitter { get; set; }
+
+    /// <summary>
     /// An inference request whose body contains this text is cut off before any answer (the connection is closed), as
     /// LM Studio does with a body over its own size limit or a prompt that crashes its engine; null: never.
     /// </summary>

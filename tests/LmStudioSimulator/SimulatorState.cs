@@ -58,6 +58,9 @@ public sealed partial class SimulatorState(SimulatorOptions options)
         /// <summary>Requests on this instance, answered or waiting for a slot: lms ps's "queued" (it includes the current one).</summary>
         public int Queued { get; internal set; }
 
+        /// <summary>The most requests it ever had at once, answered and waiting (a proxy that holds its own queue keeps this at Parallel).</summary>
+        public int PeakQueued { get; internal set; }
+
         internal SemaphoreSlim Slots { get; } = new(parallel, parallel);
     }
 
@@ -183,6 +186,7 @@ public sealed partial class SimulatorState(SimulatorOptions options)
         var lease = new InferenceLease(this, instance, cutOff);
         instance.Leases.Add(lease);
         instance.Queued++;
+        instance.PeakQueued = Math.Max(instance.PeakQueued, instance.Queued);
         instance.LastUsed = DateTimeOffset.UtcNow;
         return lease;
     }

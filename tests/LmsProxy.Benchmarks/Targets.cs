@@ -15,11 +15,14 @@ internal static class Targets
     public const string ChatBody = """{"model":"bench-model","messages":[{"role":"user","content":"hi"}]}""";
     public const string StreamBody = """{"model":"bench-model","stream":true,"prompt":"hi"}""";
 
-    /// <summary>nginx answering from memory: LM Studio's shapes, with the benchmark model loaded.</summary>
+    /// <summary>
+    /// nginx answering from memory: LM Studio's shapes, with the benchmark model loaded, reporting 128 parallel slots:
+    /// as many as the largest load, so that the table measures the warm path (a slot free; the fairness mode measures the queue).
+    /// </summary>
     public static string UpstreamNginx(string dir, int port) => Nginx(dir, $$$"""
         server {
           listen 127.0.0.1:{{{port}}};
-          location = /api/v1/models { default_type application/json; return 200 '{"models":[{"type":"llm","key":"{{{Model}}}","loaded_instances":[{"id":"{{{Model}}}"}]}]}'; }
+          location = /api/v1/models { default_type application/json; return 200 '{"models":[{"type":"llm","key":"{{{Model}}}","loaded_instances":[{"id":"{{{Model}}}","config":{"parallel":128}}]}]}'; }
           location = /lmstudio-greeting { default_type application/json; return 200 '{"lmstudio":true}'; }
           location = /v1/models { default_type application/json; return 200 '{"object":"list","data":[{"id":"{{{Model}}}","object":"model","owned_by":"organization_owner"}]}'; }
           location = /v1/chat/completions { default_type application/json; return 200 '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"{{{Model}}}","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'; }

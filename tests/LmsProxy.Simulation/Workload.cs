@@ -7,8 +7,9 @@ internal sealed record SimModel(string Key, long Bytes, TimeSpan LoadTime);
 internal sealed record SimHostSpec(string Name, long TrueMemory, long ConfiguredBudget, int MaxLoadedModels, TimeSpan IdleUnloadAfter, TimeSpan? MaxSwapWait,
     bool EvictForeign, int Parallel, IReadOnlyList<string> Downloaded, IReadOnlyList<string> Allowed, string? ForeignModel);
 
-/// <summary>A client that sends requests for one model back to back, each taking <see cref="Duration"/> to answer.</summary>
-internal sealed record SimClient(int Id, string Model, TimeSpan Start, TimeSpan Think, TimeSpan Duration, string? PinHost);
+/// <summary>A client that sends requests for one model back to back, each taking <see cref="Duration"/> to answer, with its key's priority.</summary>
+internal sealed record SimClient(int Id, string Model, TimeSpan Start, TimeSpan Think, TimeSpan Duration, string? PinHost,
+    LmsProxy.Keys.KeyPriority Priority = LmsProxy.Keys.KeyPriority.Normal);
 
 /// <summary>Something that happens to the world at a time: a host dies or comes back, a model is evicted, a setting changes.</summary>
 internal sealed record SimFault(TimeSpan At, string Kind, string Host, string? Model = null, long Value = 0);
@@ -46,6 +47,9 @@ internal sealed record Workload(int Seed, IReadOnlyList<SimHostSpec> Hosts, IRea
             random.NextDouble() < 0.05 ? "unknown-model" : models[Math.Min(models.Count - 1, (int)(models.Count * random.NextDouble() * random.NextDouble()))].Key,
             Seconds(0, length.TotalSeconds / 3), Seconds(0, 2), Seconds(0.05, 5),
             random.NextDouble() < 0.1 ? hosts[random.Next(hosts.Count)].Name : null)).ToList();
+        // Priorities from a generator of their own: the rest of each seed's workload stays what it was before keys had them.
+        var priorities = new Random(seed ^ 0x5EED);
+        clients = [.. clients.Select(c => c with { Priority = (LmsProxy.Keys.KeyPriority)priorities.Next(3) })];
         var faults = new List<SimFault>();
         foreach (var host in hosts)
         {

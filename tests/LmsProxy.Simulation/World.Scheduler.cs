@@ -38,8 +38,30 @@ internal sealed partial class World
             keys.Where(h.CanServe).ToDictionary(k => k, k => new ModelFit(Estimate(_models[k]),
                 h.TooLargeUntil.TryGetValue(k, out var until) && until > Now ? $"{k} was refused alone on {h.Name}" : null,
                 h.LoadTimes.TryGetValue(k, out var load) ? load : null)))).ToList();
-        var groups = _groups.Select(g => new GroupView(g.Key, g.Value[0].Client.Model, g.Value[0].Client.PinHost, g.Value.Min(r => r.Arrived), g.Value.Count)).ToList();
+        var groups = _groups.Select(g => ViewOf(g.Key, g.Value)).ToList();
         return new PolicySnapshot(Now, _time.TimestampFrequency, hosts, groups);
+    }
+
+    private static GroupView ViewOf(string id, List<SimRequest> group) =>
+        new(id, group[0].Client.Model, group[0].Client.PinHost, group.Min(r => r.Arrived), group.Count, group.Max(r => r.Client.Priority));
+
+    private long Rank(string id, List<SimRequest> group) => PlacementPolicy.Rank(new PolicySnapshot(Now, _time.TimestampFrequency, [], []), ViewOf(id, group));
+
+    /// <summary>
+    /// A request joined <paramref name="id"/>: each request waiting in a group that now ranks behind it (a new group of a
+    /// higher priority, or one whose priority this request raised) has one more group served before it (invariant 5).
+    /// </summary>
+    private void CountOvertakes(string id, List<SimRequest> group, long? rankBefore)
+    {
+        var rank = Rank(id, group);
+        if (rankBefore is { } before && rank >= before) return;
+        foreach (var (otherId, other) in _groups)
+        {
+            if (otherId == id) continue;
+            var otherRank = Rank(otherId, other);
+            if (otherRank <= rank || (rankBefore is { } b && otherRank > b)) continue; // not passed now, or already behind
+            foreach (var waiting in other) waiting.Ahead++;
+        }
     }
 
     private void Apply(Decision decision)

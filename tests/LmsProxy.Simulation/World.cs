@@ -171,8 +171,11 @@ internal sealed partial class World
         }
         request.State = RequestState.Waiting;
         var id = GroupId(request);
-        if (!_groups.TryGetValue(id, out var group)) _groups[id] = group = [];
+        long? rankBefore = null;
+        if (_groups.TryGetValue(id, out var group)) rankBefore = Rank(id, group);
+        else _groups[id] = group = [];
         group.Add(request);
+        CountOvertakes(id, group, rankBefore);
     }
 
     private static string GroupId(SimRequest request) => request.Client.PinHost is null ? request.Client.Model : request.Client.Model + "\n" + request.Client.PinHost;
@@ -255,7 +258,7 @@ internal sealed class SimRequest(int id, SimClient client, long arrived, long de
     public string? Refusal { get; set; }
 
     /// <summary>Wait groups (other models, or the same model pinned elsewhere) already waiting when it arrived.</summary>
-    public int Ahead { get; init; }
+    public int Ahead { get; set; }
 
     /// <summary>Something outside the policy's control happened while it waited (a host died, a refusal, an edit).</summary>
     public bool Disturbed { get; set; }

@@ -101,6 +101,13 @@ internal sealed class ActivityRecord
 [JsonSerializable(typeof(List<ActivityRecord>))]
 [JsonSerializable(typeof(ActivityList))]
 [JsonSerializable(typeof(UsageReport))]
+[JsonSerializable(typeof(ActivityError))]
+[JsonSerializable(typeof(CancelAccepted))]
 internal sealed partial class ActivityJson : JsonSerializerContext;
+
+/// <summary>{"error": "..."}: a bad query or an unknown id (source-generated, as Native AOT needs).</summary>
+internal sealed record ActivityError(string? Error);
+
+internal sealed record CancelAccepted(long Id, bool Cancelled);
 
 internal sealed record ActivityList(IReadOnlyList<ActivityRecord> Requests);

@@ -67,6 +67,7 @@ internal sealed partial class ActivityRecorder : IDisposable
             StartTimestamp = started,
             Endpoint = context.Request.Path.Value ?? "",
             Method = context.Request.Method,
+            Key = Keys.ApiKey.Of(context)?.Name, // the key's name, never the secret
             ClientAddress = context.Connection.RemoteIpAddress,
             BytesIn = request?.Length ?? context.Request.ContentLength ?? 0,
             State = ActivityState.Queued,

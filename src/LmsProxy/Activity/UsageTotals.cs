@@ -53,6 +53,13 @@ internal sealed class UsageTotals
         Interlocked.Add(ref row.GpuMs, record.GpuMs);
     }
 
+    /// <summary>What <paramref name="name"/> (a model or key) used on the UTC day of <paramref name="now"/>: tokens and GPU milliseconds.</summary>
+    public (long Requests, long Tokens, long GpuMs) Today(string by, string name, DateTimeOffset now)
+    {
+        if (!_rows.TryGetValue((DateOnly.FromDateTime(now.UtcDateTime), by, name), out var row)) return default;
+        return (Interlocked.Read(ref row.Requests), Interlocked.Read(ref row.PromptTokens) + Interlocked.Read(ref row.CompletionTokens), Interlocked.Read(ref row.GpuMs));
+    }
+
     /// <summary>The days from <paramref name="days"/> − 1 days ago to today, newest first.</summary>
     public UsageReport Report(string by, int days, DateTimeOffset now)
     {

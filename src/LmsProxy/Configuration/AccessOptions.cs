@@ -6,6 +6,9 @@ internal sealed class AccessOptions
     /// <summary>Inbound API keys; when any are set, every request but /healthz and /readyz must carry one.</summary>
     public List<string> ApiKeys { get; set; } = [];
 
+    /// <summary>Named keys with a role, a model list, a priority and limits (see Keys/). ApiKeys entries join them as inference keys.</summary>
+    public Dictionary<string, Keys.KeyOptions> Keys { get; set; } = new(StringComparer.OrdinalIgnoreCase);
+
     /// <summary>With ApiKeys set: whether /, /status and /metrics stay open without a key.</summary>
     public bool OpenStatus { get; set; }
 

@@ -9,6 +9,9 @@ internal sealed class HoldingOptions
     /// <summary>Most requests held per model at once; one more gets a 503 with Retry-After.</summary>
     public int MaxHeldPerModel { get; set; } = 1000;
 
+    /// <summary>How requests beyond an instance's parallel slots wait in the proxy: fair (by key and priority) or arrival (first come).</summary>
+    public Sharing.QueueOrder QueueOrder { get; set; } = Sharing.QueueOrder.Fair;
+
     /// <summary>
     /// Most bytes of request bodies held at once, across all models (an inference body is read whole before it is held
     /// or forwarded); a request past it gets a 503 with Retry-After.

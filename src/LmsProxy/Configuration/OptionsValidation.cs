@@ -68,6 +68,7 @@ internal static class OptionsValidation
         }
 
         if (o.Access.ApiKeys.Any(k => string.IsNullOrWhiteSpace(k) || k.Length < 8)) errors.Add("LmsProxy:ApiKeys entries must be at least 8 characters.");
+        Keys.KeyValidation.Validate(o, errors);
         foreach (var model in o.Loading.Preload)
         {
             if (ModelName.Problem(model) is { } p) errors.Add($"LmsProxy:Preload entry '{model}': {p}");

@@ -17,10 +17,14 @@ internal static class StatusEndpoints
 
     public static void MapStatusEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/status", async (Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, Storage.StateStore store, CancellationToken cancellationToken) =>
+        app.MapGet("/status", async (HttpContext context, Scheduler scheduler, Security.ListenAddresses listening, Configuration.ProxySettings settings, Storage.StateStore store,
+            Keys.KeyRegistry keys, Sharing.SharingGate sharing, Activity.ActivityRecorder activity, TimeProvider time, CancellationToken cancellationToken) =>
         {
             var probe = await ProbeFirstAsync(scheduler, cancellationToken);
-            return Results.Json(Report(scheduler, listening, settings, store, probe), DiagnosticsJson.Default.StatusReport);
+            return Results.Json(Report(scheduler, listening, settings, store, probe) with
+            {
+                Keys = Sharing.KeyReport.For(Keys.ApiKey.Of(context), keys, sharing, activity.Usage, settings.Current, time),
+            }, DiagnosticsJson.Default.StatusReport);
         });
         app.MapGet("/events", StatusEvents.StreamAsync);
         app.MapGet("/", (HttpResponse response) =>
@@ -88,6 +92,9 @@ internal sealed record StatusReport(
 {
     /// <summary>What the operator should fix (listening beyond loopback without API keys).</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    /// <summary>Per key: in flight, queued, and today's use against its limits (an inference key sees only itself).</summary>
+    public IReadOnlyList<Sharing.KeyStatus> Keys { get; init; } = [];
 
     /// <summary>The state store: its file, whether it is written, and why not.</summary>
     public Storage.StoreStatus? Store { get; init; }

@@ -12,8 +12,8 @@ namespace LmsProxy.Diagnostics;
 internal static class StatusPage
 {
     /// <summary>The page, with the activity section (Activity/ActivityPage.cs) in its place.</summary>
-    public static readonly string Html = Page.Replace("<!--activity-->", Activity.ActivityPage.Html, StringComparison.Ordinal)
-        .Replace("<!--activity-script-->", Activity.ActivityPage.Script, StringComparison.Ordinal);
+    public static readonly string Html = Page.Replace("<!--activity-->", Sharing.KeysPage.Html + Activity.ActivityPage.Html, StringComparison.Ordinal)
+        .Replace("<!--activity-script-->", Sharing.KeysPage.Script + Activity.ActivityPage.Script, StringComparison.Ordinal);
 
     private const string Page = """
 <!doctype html>
@@ -335,7 +335,7 @@ $("models").addEventListener("click", async e => {
   try {
     const response = await fetch("models/" + encodeURIComponent(model) + "/" + action, { method: "POST", headers: { "X-LmsProxy-Action": "1" } });
     const body = await response.json().catch(() => ({}));
-    say(body.message ?? body.error ?? (response.ok ? "'" + model + "' " + action + "ned." : "HTTP " + response.status), response.ok);
+    say(body.message ?? body.error?.message ?? body.error ?? (response.ok ? "'" + model + "' " + action + "ned." : "HTTP " + response.status), response.ok);
   } catch (error) {
     say("Cannot " + action + " '" + model + "': " + error.message, false);
   }

@@ -51,6 +51,9 @@ internal static class LmsProxyHost
         services.AddSingleton<ListenAddresses>();
         services.AddSingleton<HostHeaderGuard>();
         services.AddSingleton<ProxyHandler>();
+        services.AddSingleton<Keys.KeyRegistry>();
+        services.AddSingleton<Keys.AuthFailures>();
+        services.AddSingleton<Sharing.SharingGate>();
         services.AddHostedService<HostRefresher>();
         services.AddSingleton<PrometheusMetrics>();
         return services;

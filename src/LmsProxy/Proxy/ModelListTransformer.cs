@@ -12,9 +12,10 @@ namespace LmsProxy.Proxy;
 /// lists only loaded ones; with several hosts it lists only its own) and the configured aliases, so model pickers
 /// can offer all the proxy can serve. Each entry gains a status object in the shape of llama.cpp's router
 /// (<c>{"value":"loaded"|"loading"|"unloaded"}</c>, which Open WebUI reads); every other field stays as LM Studio sent it.
+/// For a key with a model list (LmsProxy:Keys:&lt;name&gt;:Models) only the models it may use are listed.
 /// </summary>
 /// <param name="loadStates">Model key to "loaded" or "loading" (Scheduler.LoadStates); a key not in it is unloaded.</param>
-internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, IReadOnlyDictionary<string, string> loadStates) : HttpTransformer
+internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, IReadOnlyDictionary<string, string> loadStates, Keys.ApiKey? key = null) : HttpTransformer
 {
     public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
         requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
@@ -61,11 +62,18 @@ internal sealed class ModelListTransformer(HttpTransformer requestTransform, Mod
             if (!listed.Add(alias)) continue;
             data.Add((JsonNode)new JsonObject { ["id"] = alias, ["object"] = "model", ["owned_by"] = "lmsproxy-alias" });
         }
+        if (key is not null && key.Options.Models.Count > 0)
+        {
+            for (var i = data.Count - 1; i >= 0; i--)
+            {
+                if ((data[i] as JsonObject)?["id"]?.GetValue<string>() is not { } id || !key.MayUse(id, catalog.Resolve(options.Loading.ResolveAlias(id))?.Key, options)) data.RemoveAt(i);
+            }
+        }
         foreach (var entry in data.OfType<JsonObject>())
         {
             if (entry["id"] is not JsonValue id || !id.TryGetValue<string>(out var name)) continue;
-            var key = catalog.Resolve(options.Loading.ResolveAlias(name))?.Key ?? name;
-            entry["status"] = new JsonObject { ["value"] = loadStates.GetValueOrDefault(key, "unloaded") };
+            var resolved = catalog.Resolve(options.Loading.ResolveAlias(name))?.Key ?? name;
+            entry["status"] = new JsonObject { ["value"] = loadStates.GetValueOrDefault(resolved, "unloaded") };
         }
         return System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
     }

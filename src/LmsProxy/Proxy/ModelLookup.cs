@@ -15,6 +15,10 @@ internal static class ModelLookup
     {
         // The id may contain a slash, sent as %2F (Kestrel leaves that one escaped) or as a plain '/'.
         var id = Uri.UnescapeDataString(context.Request.Path.Value!["/v1/models/".Length..]);
+        if (Keys.ApiKey.Of(context) is { } key && !key.MayUse(id, scheduler.Catalog.Resolve(options.Loading.ResolveAlias(id))?.Key, options))
+        {
+            return new ProxyError(StatusCodes.Status403Forbidden, "model_not_allowed", $"The key '{key.Name}' may not use '{id}' (LmsProxy:Keys:{key.Name}:Models).").WriteAsync(context);
+        }
         if (options.Loading.Aliases.TryGetValue(id, out var target) && scheduler.Catalog.Resolve(target) is not null)
         {
             return Results.Json(Describe(id, "lmsproxy-alias"), ProxyJson.Default.ModelDescription).ExecuteAsync(context);

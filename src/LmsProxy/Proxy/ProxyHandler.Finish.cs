@@ -70,6 +70,7 @@ internal sealed partial class ProxyHandler
         AdmissionStatus.Inconsistent => ("inconsistent", new(StatusCodes.Status503ServiceUnavailable, "lmstudio_inconsistent", refusal.Detail!, TimeSpan.FromSeconds(10))),
         AdmissionStatus.ShuttingDown => ("shutting_down", new(StatusCodes.Status503ServiceUnavailable, "shutting_down", refusal.Detail!, TimeSpan.FromSeconds(5))),
         AdmissionStatus.UpstreamAborted => ("upstream_aborted", new(StatusCodes.Status502BadGateway, "upstream_aborted", refusal.Detail!)),
+        AdmissionStatus.SlotTimeout => ("queue_timeout", new(StatusCodes.Status503ServiceUnavailable, "queue_timeout", refusal.Detail! + " Retry shortly.", TimeSpan.FromSeconds(5))),
         _ => ("cancelled", null),
     };
 

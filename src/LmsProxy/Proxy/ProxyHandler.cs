@@ -41,14 +41,16 @@ internal sealed partial class ProxyHandler
     private readonly ILogger _logger;
     private readonly HeldBodyBudget _heldBodies;
     private readonly ActivityRecorder _activity;
+    private readonly Sharing.SharingGate _sharing;
     private readonly ResiliencePipeline<Attempt> _resend;
     private readonly ConditionalWeakTable<LmStudioHost, HostTransformers> _transformers = [];
     private (LmsProxyOptions Options, ForwarderRequestConfig Config) _requestConfig;
 
     public ProxyHandler(IHttpForwarder forwarder, UpstreamInvoker invoker, ProxySettings settings, Scheduler scheduler, HostCluster cluster,
         ConversationAffinity affinity, ProxyMetrics metrics, TimeProvider time, ILoggerFactory loggerFactory, HeldBodyBudget heldBodies,
-        ActivityRecorder activity)
+        ActivityRecorder activity, Sharing.SharingGate sharing)
     {
+        _sharing = sharing;
         _heldBodies = heldBodies;
         _activity = activity;
         _time = time;
@@ -109,7 +111,8 @@ internal sealed partial class ProxyHandler
         {
             var transformers = TransformersFor(host);
             HttpTransformer transformer = kind == RequestKind.ModelList
-                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates())
+                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates(), Keys.ApiKey.Of(context))
+                : Keys.NativeModelListFilter.Applies(context.Request, Keys.ApiKey.Of(context)) ? new Keys.NativeModelListFilter(transformers.PassThrough, Keys.ApiKey.Of(context)!, _scheduler.Catalog, options)
                 : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
             if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
             var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
@@ -136,36 +139,36 @@ internal sealed partial class ProxyHandler
                 Record(context, null, null, "bad_request", TimeSpan.Zero, started, warm: false);
                 return;
             }
-            _activity.Requested(context, request!, _scheduler.Catalog.Resolve(request!.Model)?.Key);
+            var resolved = _scheduler.Catalog.Resolve(request!.Model)?.Key;
+            _activity.Requested(context, request!, resolved);
+            var deadline = started + (long)(options.Holding.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
             using (request)
             {
+                // The key's model list and limits (Sharing/): refused here, or waiting under MaxConcurrent, before anything is held.
+                var (refusal, keyTicket) = await _sharing.AdmitAsync(context, request!, resolved, options, deadline);
+                if (refusal is not null)
+                {
+                    await RefuseForKeyAsync(context, request!, refusal, started);
+                    return;
+                }
+                using var heldForKey = keyTicket;
                 // Every forward, whichever path it takes, sends the body the proxy holds (an alias may have changed its length).
                 context.Request.ContentLength = request!.Length;
                 if (context.Request.Headers.TransferEncoding.Count > 0) context.Request.Headers.TransferEncoding = default;
                 var pin = request.PreviousResponseId is { } previous ? _affinity.HostOf(previous) : null;
                 var last = default(Attempt);
 
-                // The warm path: a ready instance, leased without a lock; most requests end here. (ForwardLeasedAsync
-                // inlined: its state machine would be one more allocation on every request.)
+                // The warm path: a ready instance, leased without a lock; most requests end here.
                 if (_scheduler.TryWarm(request.Model, pin) is { } warm)
                 {
-                    Attempt first;
-                    try
-                    {
-                        first = await ForwardAsync(context, request, warm.Host, warm, TransformMode.Inference);
-                        if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None }) Scheduler.ForwardSucceeded(warm);
-                    }
-                    finally
-                    {
-                        _scheduler.Release(warm);
-                    }
+                    var first = await ForwardLeasedAsync(context, request, warm, deadline);
                     if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
                     {
                         Interlocked.Increment(ref warm.Forwarded.Value);
                         if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true, 0);
                         return;
                     }
-                    if (first.Kind is AttemptKind.Forwarded or AttemptKind.Failed)
+                    if (first.Kind is AttemptKind.Forwarded or AttemptKind.Failed or AttemptKind.Refused)
                     {
                         await FinishAsync(context, request, first, TimeSpan.Zero, started, warm: false);
                         return;
@@ -173,7 +176,6 @@ internal sealed partial class ProxyHandler
                     last = first;
                 }
 
-                var deadline = started + (long)(options.Holding.HoldTimeout.TotalSeconds * _time.TimestampFrequency);
                 var ticket = new Scheduler.WaitTicket(); // where the request waits, for the keep-alives' words
                 await using var keepAlive = StreamKeepAlive.For(context, request, options, _time, () => _scheduler.Describe(ticket));
                 var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last, Ticket = ticket };
@@ -230,7 +232,7 @@ internal sealed partial class ProxyHandler
     private async ValueTask<Attempt> AdmitAndForwardAsync(RequestState state)
     {
         _activity.Queued(state.Context);
-        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted, state.Ticket);
+        var admission = await _scheduler.AdmitAsync(state.Request.Model, state.Pin, state.Deadline, state.Context.RequestAborted, state.Ticket, Keys.ApiKey.Of(state.Context)?.Priority ?? Keys.KeyPriority.Normal);
         state.Held += admission.Held;
         if (state.KeepAlive is not { } keepAlive) return await ForwardAdmittedAsync(state, admission);
 
@@ -272,22 +274,30 @@ internal sealed partial class ProxyHandler
                 ? await ForwardIntoStartedStreamAsync(state, admission.Host!, null)
                 : await ForwardAsync(context, request, admission.Host!, null, TransformMode.PassThrough);
         }
-        return await ForwardLeasedAsync(context, request, leased, started ? state : null);
+        return await ForwardLeasedAsync(context, request, leased, state.Deadline, started ? state : null);
     }
 
     /// <summary>
-    /// Forwards on a lease (into the keep-alive's stream when <paramref name="startedStream"/> is given), and gives the
-    /// lease back when the response is done or the client left.
+    /// Forwards on a lease once one of the instance's parallel slots is free (into the keep-alive's stream when
+    /// <paramref name="startedStream"/> is given), and gives slot and lease back when the response is done or the client left.
     /// </summary>
-    private async ValueTask<Attempt> ForwardLeasedAsync(HttpContext context, ModelRequest request, HostedModel leased, RequestState? startedStream = null)
+    private async ValueTask<Attempt> ForwardLeasedAsync(HttpContext context, ModelRequest request, HostedModel leased, long deadline, RequestState? startedStream = null)
     {
         try
         {
-            var attempt = startedStream is not null
-                ? await ForwardIntoStartedStreamAsync(startedStream, leased.Host, leased)
-                : await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
-            if (attempt.Kind == AttemptKind.Forwarded && attempt.Error == ForwarderError.None) Scheduler.ForwardSucceeded(leased);
-            return attempt;
+            if (await _sharing.TakeSlotAsync(context, leased, deadline) is { } noSlot) return new(AttemptKind.Refused, leased.Host, Refusal: noSlot);
+            try
+            {
+                var attempt = startedStream is not null
+                    ? await ForwardIntoStartedStreamAsync(startedStream, leased.Host, leased)
+                    : await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
+                if (attempt.Kind == AttemptKind.Forwarded && attempt.Error == ForwarderError.None) Scheduler.ForwardSucceeded(leased);
+                return attempt;
+            }
+            finally
+            {
+                _sharing.ReleaseSlot(context, leased);
+            }
         }
         finally
         {

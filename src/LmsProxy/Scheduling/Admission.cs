@@ -30,6 +30,9 @@ internal enum AdmissionStatus
 
     /// <summary>LM Studio closed the request's connection before answering it, again and again, with the model still loaded.</summary>
     UpstreamAborted,
+
+    /// <summary>No parallel slot of the loaded model came free before the hold deadline (Sharing/SlotQueue).</summary>
+    SlotTimeout,
 }
 
 /// <summary>How a request's wait for a place to go ended. <see cref="Detail"/> is a client-safe sentence.</summary>

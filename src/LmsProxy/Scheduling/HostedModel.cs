@@ -43,7 +43,23 @@ internal sealed class HostedModel(LmStudioHost host, string modelKey, bool loade
     public bool LoadedByProxy { get; internal set; } = loadedByProxy;
 
     /// <summary>LM Studio's instances of this model on this host (normally one; a foreign duplicate ":2" joins it).</summary>
-    public IReadOnlyList<LoadedInstance> LmStudioInstances { get; internal set; } = [];
+    public IReadOnlyList<LoadedInstance> LmStudioInstances
+    {
+        get => _lmStudioInstances;
+        internal set
+        {
+            _lmStudioInstances = value;
+            ReportedParallel = value.Any(i => i.Parallel is not null) ? value.Max(i => i.Parallel ?? 4) : null;
+        }
+    }
+
+    private IReadOnlyList<LoadedInstance> _lmStudioInstances = [];
+
+    /// <summary>LM Studio's parallel for it when it says (computed once per model-list read: the slot gate reads it per request).</summary>
+    public int? ReportedParallel { get; private set; }
+
+    /// <summary>Its parallel slots as the proxy hands them out (Sharing/SlotQueue): the rest of its leases wait there.</summary>
+    internal Sharing.SlotQueue Slots { get; } = new();
 
     public long EstimatedBytes { get; internal set; } = estimatedBytes;
 

@@ -49,7 +49,7 @@ internal sealed partial class Scheduler
                     i.LoadedByProxy, IsPinned(i.ModelKey), i.UnloadWhenDrained, i.UnloadRetryAt, LastLoadTime(host, i.ModelKey)))],
                 models));
         }
-        return new PolicySnapshot(now, _time.TimestampFrequency, hosts, [.. _groups.Values.Select(g => new GroupView(g.Id, g.Key, g.Pin?.Name, g.Oldest, g.Held))]);
+        return new PolicySnapshot(now, _time.TimestampFrequency, hosts, [.. _groups.Values.Select(g => new GroupView(g.Id, g.Key, g.Pin?.Name, g.Oldest, g.Held, g.Priority))]);
     }
 
     private TimeSpan? LastLoadTime(LmStudioHost host, string key) => _lastLoadDurations.TryGetValue((host.Name, key), out var d) ? d : null;

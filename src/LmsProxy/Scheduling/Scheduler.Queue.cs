@@ -19,6 +19,9 @@ internal sealed partial class Scheduler
         public string? Situation { get; set; }
         public long Oldest => Waiters.Count > 0 ? Waiters[0].Enqueued : long.MaxValue;
 
+        /// <summary>The highest priority among its waiters' keys.</summary>
+        public Keys.KeyPriority Priority => Waiters.Count > 0 ? Waiters.Max(w => w.Priority) : Keys.KeyPriority.Normal;
+
         public void Add(Waiter waiter)
         {
             Waiters.Add(waiter);
@@ -44,6 +47,7 @@ internal sealed partial class Scheduler
         public long Enqueued { get; } = enqueued;
         public bool Background { get; } = background;
         public long Expires { get; } = expires;
+        public Keys.KeyPriority Priority { get; init; } = Keys.KeyPriority.Normal;
         public TaskCompletionSource<Admission> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 

@@ -166,8 +166,11 @@ internal sealed partial class Scheduler : IDisposable
         return false;
     }
 
-    /// <summary>Holds the caller until its model is ready somewhere (or on <paramref name="pin"/>), its deadline passes, or it leaves.</summary>
-    public async ValueTask<Admission> AdmitAsync(string model, LmStudioHost? pin, long deadline, CancellationToken requestAborted, WaitTicket? ticket = null)
+    /// <summary>
+    /// Holds the caller until its model is ready somewhere (or on <paramref name="pin"/>), its deadline passes, or it
+    /// leaves. Its key's <paramref name="priority"/> weighs which waiting model loads next (see PlacementPolicy).
+    /// </summary>
+    public async ValueTask<Admission> AdmitAsync(string model, LmStudioHost? pin, long deadline, CancellationToken requestAborted, WaitTicket? ticket = null, Keys.KeyPriority priority = Keys.KeyPriority.Normal)
     {
         if (TryWarm(model, pin) is { } warm) return new(AdmissionStatus.Granted, warm.Host, warm);
         var started = _time.GetTimestamp();
@@ -206,7 +209,7 @@ internal sealed partial class Scheduler : IDisposable
             {
                 if (string.Equals(g.Key, key, StringComparison.OrdinalIgnoreCase)) held += g.Held;
             }
-            waiter = new Waiter(started, background: false);
+            waiter = new Waiter(started, background: false) { Priority = priority };
             if (held >= options.Holding.MaxHeldPerModel)
             {
                 full = true;

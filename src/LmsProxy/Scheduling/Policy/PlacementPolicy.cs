@@ -5,7 +5,9 @@ namespace LmsProxy.Scheduling.Policy;
 /// no randomness, so a seeded simulation can run it thousands of times in virtual time (tests/LmsProxy.Tests/Simulation).
 /// <list type="bullet">
 /// <item>Idle models past IdleUnloadAfter are unloaded (never pinned, never busy, never foreign unless EvictForeign).</item>
-/// <item>Groups are served oldest first. A ready instance on a healthy host: grant (spread by free slots; all saturated
+/// <item>Groups are served oldest first, an interactive key's group counting as <see cref="PriorityHeadStart"/> older
+/// and a batch one's as that much younger: priority decides which model loads next, and a group is passed over only by
+/// groups that arrived within two head starts after it, so the starvation bound still holds. A ready instance on a healthy host: grant (spread by free slots; all saturated
 /// with several hosts: spill a second instance onto a host with room). Loading somewhere: wait. Otherwise a plan per
 /// healthy host that may serve it: fits, fits after unloading idle models (least recently used first), waits for a
 /// busy one, or never fits. With no healthy host at all, the unhealthy ones are tried ("panic": a refusal is fast).</item>
@@ -20,6 +22,13 @@ internal static class PlacementPolicy
     /// <summary>A model used this recently counts as busy when room is needed, though nothing is in flight at this instant.</summary>
     public static readonly TimeSpan ActiveWindow = TimeSpan.FromSeconds(1);
 
+    /// <summary>How much older an interactive group counts (and a batch group younger) when groups compete for a host.</summary>
+    public static readonly TimeSpan PriorityHeadStart = TimeSpan.FromSeconds(10);
+
+    /// <summary>The order groups are served in: arrival, shifted by priority. Empty groups (only background loads) go last as before.</summary>
+    public static long Rank(PolicySnapshot snapshot, GroupView group) =>
+        group.Oldest == long.MaxValue ? long.MaxValue : group.Oldest - snapshot.Ticks(PriorityHeadStart) * ((int)group.Priority - (int)Keys.KeyPriority.Normal);
+
     public static List<Decision> Decide(PolicySnapshot snapshot)
     {
         var decisions = new List<Decision>();
@@ -27,7 +36,7 @@ internal static class PlacementPolicy
         foreach (var host in hosts) UnloadIdle(snapshot, host, decisions);
 
         var draining = new HashSet<(string Host, string Model)>();
-        foreach (var group in snapshot.Groups.OrderBy(g => g.Oldest))
+        foreach (var group in snapshot.Groups.OrderBy(g => Rank(snapshot, g)))
         {
             Serve(snapshot, hosts, group, decisions, draining);
         }

@@ -35,7 +35,8 @@ internal sealed record ModelFit(long NeedBytes, string? NeverReason, TimeSpan? L
 /// <param name="PinHost">The host a conversation is pinned to, or null.</param>
 /// <param name="Oldest">Timestamp of the oldest waiter.</param>
 /// <param name="Held">Requests waiting (a background load waits too, uncounted).</param>
-internal sealed record GroupView(string Id, string Model, string? PinHost, long Oldest, int Held);
+/// <param name="Priority">The highest priority among its waiters' keys.</param>
+internal sealed record GroupView(string Id, string Model, string? PinHost, long Oldest, int Held, Keys.KeyPriority Priority = Keys.KeyPriority.Normal);
 
 /// <summary>What the policy decided: plain records, so a failing simulation seed prints a readable story.</summary>
 internal abstract record Decision;
