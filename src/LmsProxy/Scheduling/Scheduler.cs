@@ -291,6 +291,7 @@ internal sealed partial class Scheduler : IDisposable
 
     private static string OutcomeName(AdmissionStatus status) => status switch
     {
+        AdmissionStatus.Granted => "ready", // the metric's label since it was first published: dashboards use it
         AdmissionStatus.NotFound => "not_found",
         AdmissionStatus.LoadFailed => "load_failed",
         AdmissionStatus.UpstreamUnavailable => "upstream_unavailable",
