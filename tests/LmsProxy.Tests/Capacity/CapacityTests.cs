@@ -192,6 +192,8 @@ public sealed class CapacityTests
             ["LmsProxy:Capacity:EvictForeign"] = evictForeign ? "true" : "false",
         });
         await env.Simulator.State.LoadAsync(env.Simulator.State.Find("google/gemma-3-1b")!, null, null); // a user loaded it in the app
+        // Twice: a refresh joins a read already under way (single flight), which may have started before the load.
+        await env.Proxy.Scheduler.RefreshAllAsync(CancellationToken.None);
         await env.Proxy.Scheduler.RefreshAllAsync(CancellationToken.None);
 
         using var response = await env.Client.PostAsync("/v1/chat/completions", Json.Chat("qwen/qwen3-8b"));
