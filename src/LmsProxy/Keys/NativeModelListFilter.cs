@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using LmsProxy.Configuration;
@@ -11,34 +10,15 @@ namespace LmsProxy.Keys;
 /// LM Studio's own model lists (GET /api/v1/models: "models" by "key"; GET /api/v0/models: "data" by "id") for a key
 /// with a model list: only the models it may use, as GET /v1/models does. Anything it cannot read passes as it is.
 /// </summary>
-internal sealed class NativeModelListFilter(HttpTransformer requestTransform, ApiKey key, ModelCatalog catalog, LmsProxyOptions options) : HttpTransformer
+internal sealed class NativeModelListFilter(HttpTransformer requestTransform, ApiKey key, ModelCatalog catalog, LmsProxyOptions options)
+    : Proxy.JsonBodyRewriter(requestTransform)
 {
-    private const int MaxListBytes = 16 * 1024 * 1024;
-
     /// <summary>Whether the request is one of those lists, asked with a key that has a model list.</summary>
     public static bool Applies(HttpRequest request, ApiKey? key) =>
         key is { Options.Models.Count: > 0 } && HttpMethods.IsGet(request.Method)
         && (request.Path.Equals("/api/v1/models", StringComparison.OrdinalIgnoreCase) || request.Path.Equals("/api/v0/models", StringComparison.OrdinalIgnoreCase));
 
-    public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
-        requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
-
-    public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
-    {
-        var proceed = await Default.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
-        if (proxyResponse is not { StatusCode: HttpStatusCode.OK } || proxyResponse.Content.Headers.ContentEncoding.Count > 0 ||
-            proxyResponse.Content.Headers.ContentLength > MaxListBytes)
-        {
-            return proceed;
-        }
-        var original = await proxyResponse.Content.ReadAsByteArrayAsync(cancellationToken);
-        var filtered = Filter(original);
-        httpContext.Response.ContentLength = filtered.Length;
-        await httpContext.Response.Body.WriteAsync(filtered, cancellationToken);
-        return false;
-    }
-
-    private byte[] Filter(byte[] original)
+    protected override byte[] Rewrite(byte[] original)
     {
         JsonNode? root;
         try

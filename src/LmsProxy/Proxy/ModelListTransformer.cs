@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using LmsProxy.Configuration;
@@ -15,30 +14,9 @@ namespace LmsProxy.Proxy;
 /// For a key with a model list (LmsProxy:Keys:&lt;name&gt;:Models) only the models it may use are listed.
 /// </summary>
 /// <param name="loadStates">Model key to "loaded" or "loading" (Scheduler.LoadStates); a key not in it is unloaded.</param>
-internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, IReadOnlyDictionary<string, string> loadStates, Keys.ApiKey? key = null) : HttpTransformer
+internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, IReadOnlyDictionary<string, string> loadStates, Keys.ApiKey? key = null) : JsonBodyRewriter(requestTransform)
 {
-    public override ValueTask TransformRequestAsync(HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken) =>
-        requestTransform.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
-
-    private const int MaxListBytes = 16 * 1024 * 1024;
-
-    public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
-    {
-        var proceed = await Default.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
-        if (proxyResponse is not { StatusCode: HttpStatusCode.OK } || proxyResponse.Content.Headers.ContentEncoding.Count > 0 ||
-            proxyResponse.Content.Headers.ContentLength > MaxListBytes)
-        {
-            return proceed;
-        }
-
-        var original = await proxyResponse.Content.ReadAsByteArrayAsync(cancellationToken);
-        var merged = Merge(original);
-        httpContext.Response.ContentLength = merged.Length;
-        await httpContext.Response.Body.WriteAsync(merged, cancellationToken);
-        return false;
-    }
-
-    private byte[] Merge(byte[] original)
+    protected override byte[] Rewrite(byte[] original)
     {
         JsonNode? root;
         try
