@@ -5,7 +5,7 @@ namespace LmsProxy.Activity;
 /// for the record: bytes out, the first byte, the first content event of a stream, tokens. An operator's cancel
 /// takes it over: it writes the protocol's error event and drops whatever the upstream still sends.
 /// </summary>
-internal sealed class ResponseTap(Stream inner, HttpResponse response, ActivityRecord record, TimeProvider time, int captureLimit) : Stream
+internal sealed class ResponseTap(Stream inner, HttpResponse response, ActivityRecord record, TimeProvider time, int captureLimit) : Proxy.WriteOnlyStream
 {
     private readonly TokenScanner _scanner = new();
     private MemoryStream? _capture;
@@ -110,13 +110,4 @@ internal sealed class ResponseTap(Stream inner, HttpResponse response, ActivityR
             if (room > 0) _capture.Write(chunk[..Math.Min(room, chunk.Length)]);
         }
     }
-
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }

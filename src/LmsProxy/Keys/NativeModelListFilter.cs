@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using LmsProxy.Configuration;
 using LmsProxy.Models;
@@ -18,24 +17,15 @@ internal sealed class NativeModelListFilter(HttpTransformer requestTransform, Ap
         key is { Options.Models.Count: > 0 } && HttpMethods.IsGet(request.Method)
         && (request.Path.Equals("/api/v1/models", StringComparison.OrdinalIgnoreCase) || request.Path.Equals("/api/v0/models", StringComparison.OrdinalIgnoreCase));
 
-    protected override byte[] Rewrite(byte[] original)
+    protected override bool Rewrite(JsonNode root)
     {
-        JsonNode? root;
-        try
-        {
-            root = JsonNode.Parse(original);
-        }
-        catch (JsonException)
-        {
-            return original;
-        }
         var (list, field) = root is JsonObject o && o["models"] is JsonArray models ? (models, "key") : root is JsonObject d && d["data"] is JsonArray data ? (data, "id") : (null, "");
-        if (list is null) return original;
+        if (list is null) return false;
         for (var i = list.Count - 1; i >= 0; i--)
         {
             var name = list[i] is JsonObject entry && entry[field] is JsonValue value && value.TryGetValue<string>(out var text) ? text : null;
             if (name is null || !key.MayUse(name, catalog.Resolve(name)?.Key, options)) list.RemoveAt(i);
         }
-        return System.Text.Encoding.UTF8.GetBytes(root!.ToJsonString());
+        return true;
     }
 }

@@ -1,4 +1,6 @@
 using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace LmsProxy.Proxy;
@@ -23,12 +25,25 @@ internal abstract class JsonBodyRewriter(HttpTransformer requestTransform) : Htt
         {
             return proceed;
         }
-        var rewritten = Rewrite(await proxyResponse.Content.ReadAsByteArrayAsync(cancellationToken));
+        var original = await proxyResponse.Content.ReadAsByteArrayAsync(cancellationToken);
+        var rewritten = Parse(original) is { } root && Rewrite(root) ? System.Text.Encoding.UTF8.GetBytes(root.ToJsonString()) : original;
         httpContext.Response.ContentLength = rewritten.Length;
         await httpContext.Response.Body.WriteAsync(rewritten, cancellationToken);
         return false;
     }
 
-    /// <summary>The body the client gets; <paramref name="original"/> itself when it cannot be read as expected.</summary>
-    protected abstract byte[] Rewrite(byte[] original);
+    /// <summary>Changes the answer in place; false when it is not of the expected shape (it then passes as it came).</summary>
+    protected abstract bool Rewrite(JsonNode root);
+
+    private static JsonNode? Parse(byte[] body)
+    {
+        try
+        {
+            return JsonNode.Parse(body);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
 }

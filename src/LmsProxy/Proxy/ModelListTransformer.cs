@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using LmsProxy.Configuration;
 using LmsProxy.Models;
@@ -16,18 +15,9 @@ namespace LmsProxy.Proxy;
 /// <param name="loadStates">Model key to "loaded" or "loading" (Scheduler.LoadStates); a key not in it is unloaded.</param>
 internal sealed class ModelListTransformer(HttpTransformer requestTransform, ModelCatalog catalog, LmsProxyOptions options, IReadOnlyDictionary<string, string> loadStates, Keys.ApiKey? key = null) : JsonBodyRewriter(requestTransform)
 {
-    protected override byte[] Rewrite(byte[] original)
+    protected override bool Rewrite(JsonNode root)
     {
-        JsonNode? root;
-        try
-        {
-            root = JsonNode.Parse(original);
-        }
-        catch (JsonException)
-        {
-            return original;
-        }
-        if (root is not JsonObject || root["data"] is not JsonArray data) return original;
+        if (root is not JsonObject || root["data"] is not JsonArray data) return false;
 
         var listed = new HashSet<string>(data.Select(m => (m as JsonObject)?["id"] is JsonValue id && id.TryGetValue<string>(out var text) ? text : null).OfType<string>(), StringComparer.OrdinalIgnoreCase);
         foreach (var model in catalog.Models)
@@ -53,6 +43,6 @@ internal sealed class ModelListTransformer(HttpTransformer requestTransform, Mod
             var resolved = catalog.Resolve(options.Loading.ResolveAlias(name))?.Key ?? name;
             entry["status"] = new JsonObject { ["value"] = loadStates.GetValueOrDefault(resolved, "unloaded") };
         }
-        return System.Text.Encoding.UTF8.GetBytes(root.ToJsonString());
+        return true;
     }
 }

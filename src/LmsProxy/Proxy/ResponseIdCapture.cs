@@ -9,7 +9,7 @@ namespace LmsProxy.Proxy;
 /// response.created event's); /api/v1/chat: "response_id" (in the body, or in the chat.end event at the end).
 /// The id is reported before the bytes that carry it reach the client, so the next turn always finds it.
 /// </summary>
-internal sealed class ResponseIdCapture(Stream inner, byte[] field, Action<string> found) : Stream
+internal sealed class ResponseIdCapture(Stream inner, byte[] field, Action<string> found) : WriteOnlyStream
 {
     private const int MaxIdLength = 256;
     private readonly List<byte> _window = [];
@@ -70,13 +70,4 @@ internal sealed class ResponseIdCapture(Stream inner, byte[] field, Action<strin
         _window.Clear();
         if (id.Length is > 0 and <= MaxIdLength) found(id);
     }
-
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }

@@ -42,3 +42,20 @@ internal readonly record struct Admission(AdmissionStatus Status, LmStudioHost? 
 
     public static Admission Refusal(AdmissionStatus status, string detail) => new(status, Detail: detail);
 }
+
+internal static class AdmissionStatusNames
+{
+    /// <summary>The hold metric's outcome label for a wait that ended so.</summary>
+    public static string MetricOutcome(this AdmissionStatus status) => status switch
+    {
+        AdmissionStatus.Granted => "ready", // the metric's label since it was first published: dashboards use it
+        AdmissionStatus.NotFound => "not_found",
+        AdmissionStatus.LoadFailed => "load_failed",
+        AdmissionStatus.UpstreamUnavailable => "upstream_unavailable",
+        AdmissionStatus.HoldTimeout => "hold_timeout",
+        AdmissionStatus.QueueFull => "queue_full",
+        AdmissionStatus.TooLarge => "too_large",
+        AdmissionStatus.ConversationHostDown => "conversation_host_down",
+        _ => status.ToString().ToLowerInvariant(),
+    };
+}

@@ -245,7 +245,7 @@ internal sealed partial class Scheduler : IDisposable
             admission = Abandon(waiter, key, pin, release: true) ?? Admission.Refusal(AdmissionStatus.Cancelled, "The client disconnected while waiting.");
         }
         admission = admission with { Held = _time.GetElapsedTime(started) };
-        _metrics.HoldEnded(key, OutcomeName(admission.Status), admission.Held);
+        _metrics.HoldEnded(key, admission.Status.MetricOutcome(), admission.Held);
         return admission;
     }
 
@@ -288,17 +288,4 @@ internal sealed partial class Scheduler : IDisposable
     }
 
     private long ToTimestamp(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
-
-    private static string OutcomeName(AdmissionStatus status) => status switch
-    {
-        AdmissionStatus.Granted => "ready", // the metric's label since it was first published: dashboards use it
-        AdmissionStatus.NotFound => "not_found",
-        AdmissionStatus.LoadFailed => "load_failed",
-        AdmissionStatus.UpstreamUnavailable => "upstream_unavailable",
-        AdmissionStatus.HoldTimeout => "hold_timeout",
-        AdmissionStatus.QueueFull => "queue_full",
-        AdmissionStatus.TooLarge => "too_large",
-        AdmissionStatus.ConversationHostDown => "conversation_host_down",
-        _ => status.ToString().ToLowerInvariant(),
-    };
 }
