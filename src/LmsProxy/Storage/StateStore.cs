@@ -6,8 +6,8 @@ namespace LmsProxy.Storage;
 
 /// <summary>
 /// The one local store (SQLite): activity records, daily usage, and the scheduler's and affinity map's state.
-/// Requests only enqueue (a lock-free queue); a background writer takes the queue every FlushInterval in one
-/// transaction. Nothing here can slow or fail a request: a file that cannot be opened (corrupt, read-only, used by
+/// Requests only enqueue (a lock-free queue); a background writer takes the queue in one transaction every
+/// FlushInterval, or as soon as a block of records is waiting. Nothing here can slow or fail a request: a file that cannot be opened (corrupt, read-only, used by
 /// another LmsProxy) leaves the proxy in memory only, and a write that fails (full disk, locked) is logged, counted
 /// and dropped. Either way /status says so. One process per file: a lock file next to it is held while open.
 /// </summary>
@@ -25,6 +25,8 @@ internal sealed partial class StateStore : IStateStore, IDisposable
     private readonly FileStream? _lock;
     private readonly Task _writer = Task.CompletedTask;
     private int _pendingCount;
+    private long _enqueued;
+    private volatile TaskCompletionSource _blockWaiting = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _disposed;
     private long _writeErrors;
     private long _dropped;
@@ -98,6 +100,9 @@ internal sealed partial class StateStore : IStateStore, IDisposable
             return;
         }
         _pending.Enqueue(item);
+        // A block's worth waiting wakes the writer. Records held until the next tick (5,000 at 20,000 requests/s)
+        // outlive the GC's first generations; the GC then grows its budgets, and the heap, by over 100 MiB.
+        if (Interlocked.Increment(ref _enqueued) % RecordsPerBlock == 0) _blockWaiting.TrySetResult();
     }
 
     private static FileStream TakeLock(string path)
@@ -153,7 +158,20 @@ internal sealed partial class StateStore : IStateStore, IDisposable
         using var timer = new PeriodicTimer(_options.FlushInterval, _time);
         try
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token)) Flush();
+            var tick = timer.WaitForNextTickAsync(_stop.Token).AsTask();
+            while (true)
+            {
+                var blockWaiting = _blockWaiting;
+                await Task.WhenAny(tick, blockWaiting.Task);
+                if (tick.IsCompleted)
+                {
+                    if (!await tick) return;
+                    tick = timer.WaitForNextTickAsync(_stop.Token).AsTask();
+                }
+                // Reset before the flush: a block filled meanwhile wakes the next round (a missed wake only waits for the tick).
+                if (blockWaiting.Task.IsCompleted) _blockWaiting = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                Flush();
+            }
         }
         catch (OperationCanceledException)
         {
