@@ -20,13 +20,31 @@ internal sealed class ResponseTap(Stream inner, HttpResponse response, ActivityR
     public TokenScanner Scanner => _scanner;
     public bool EventStream => _scanner.EventStream;
 
-    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>Not async itself: Kestrel's writes nearly always complete at once, and then no state machine is made.</summary>
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (!Enter()) return;
+        if (!Enter()) return ValueTask.CompletedTask;
+        ValueTask write;
         try
         {
             Seen(buffer.Span);
-            await inner.WriteAsync(buffer, cancellationToken);
+            write = inner.WriteAsync(buffer, cancellationToken);
+        }
+        catch
+        {
+            Volatile.Write(ref _busy, 0);
+            throw;
+        }
+        if (!write.IsCompleted) return LeaveAfterAsync(write);
+        Volatile.Write(ref _busy, 0);
+        return write;
+    }
+
+    private async ValueTask LeaveAfterAsync(ValueTask write)
+    {
+        try
+        {
+            await write;
         }
         finally
         {

@@ -111,6 +111,8 @@ internal sealed class UpstreamTransformer(ProxySettings settings, string? hostTo
                 return false;
             }
             await httpContext.Response.Body.WriteAsync(text, cancellationToken);
+            // Read whole already (its Content-Length reached, or the end seen): no copy loop for an empty rest.
+            if (length < size || length == proxyResponse.Content.Headers.ContentLength) return false;
         }
         finally
         {

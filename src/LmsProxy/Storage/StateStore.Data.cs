@@ -69,13 +69,19 @@ internal sealed partial class StateStore
             if (record.ResolvedModel is null) return;
             var day = DateOnly.FromDateTime(record.StartedAt);
             if (day != _day || _dayText.Length == 0) (_day, _dayText) = (day, day.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture));
-            Sum((_dayText, UsageTotals.ByModel, record.ResolvedModel)).Add(record);
-            Sum((_dayText, UsageTotals.ByKey, record.Key ?? UsageTotals.NoKey)).Add(record);
+            Sum(ref _lastModel, UsageTotals.ByModel, record.ResolvedModel).Add(record);
+            Sum(ref _lastKey, UsageTotals.ByKey, record.Key ?? UsageTotals.NoKey).Add(record);
         }
 
-        private UsageSum Sum((string, string, string) key)
+        // The row the previous record went to, by kind: consecutive records mostly share model and key, and then no
+        // three strings are hashed per record.
+        private (string Day, string Name, UsageSum Sum)? _lastModel, _lastKey;
+
+        private UsageSum Sum(ref (string Day, string Name, UsageSum Sum)? last, string by, string name)
         {
-            if (!Sums.TryGetValue(key, out var sum)) Sums[key] = sum = new UsageSum();
+            if (last is { } hit && ReferenceEquals(hit.Day, _dayText) && string.Equals(hit.Name, name, StringComparison.Ordinal)) return hit.Sum;
+            if (!Sums.TryGetValue((_dayText, by, name), out var sum)) Sums[(_dayText, by, name)] = sum = new UsageSum();
+            last = (_dayText, name, sum);
             return sum;
         }
     }
