@@ -4,7 +4,7 @@ using System.Net;
 using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
-// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] | --record-cost | --held-only | --soak 180
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] [--overhead-rounds 5] | --record-cost | --held-only | --soak 180
 //     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000 | --fairness [--seconds 5]
 //     | --builds "jit=dotnet src/LmsProxy/bin/Release/net10.0/LmsProxy.dll" "aot=/path/to/native/LmsProxy" ...]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
@@ -117,14 +117,15 @@ var bareIdleMiB = Processes.RssMiB(bareYarp.Id);
 // .NET reaches its steady state only after tiered compilation and PGO have run: warm every target alike.
 foreach (var (_, port) in targets) await Wrk.RunAsync($"http://127.0.0.1:{port}/v1/chat/completions", 64, TimeSpan.FromSeconds(10), Targets.ChatBody, work);
 
-// 2. Small non-streaming requests at several concurrencies. Three rounds, the targets interleaved in each, so that a
-// passing disturbance of the machine touches all of them; the median round counts.
-const int Rounds = 3;
+// 2. Small non-streaming requests at several concurrencies. Five rounds (--overhead-rounds N), the targets interleaved
+// in each, so that a passing disturbance of the machine touches all of them; the median round counts. (Rounds on this
+// shared 2-core machine move by ±10%: the median of three moved by ±5% between runs, of five less.)
+var overheadRounds = ArgValue("--overhead-rounds") ?? 5;
 var rounds = new Dictionary<(string, int), List<WrkResult>>();
 var peak = new Dictionary<string, double> { ["LmsProxy"] = 0, ["bare YARP"] = 0 };
 foreach (var connections in new[] { 1, 16, 64 })
 {
-    for (var round = 0; round < Rounds; round++)
+    for (var round = 0; round < overheadRounds; round++)
     {
         foreach (var (name, port) in targets)
         {
@@ -146,20 +147,20 @@ foreach (var connections in new[] { 1, 16, 64 })
         }
     }
 }
-var results = rounds.ToDictionary(r => r.Key, r => r.Value.OrderBy(x => x.RequestsPerSecond).ElementAt(Rounds / 2));
+var results = rounds.ToDictionary(r => r.Key, r => r.Value.OrderBy(x => x.RequestsPerSecond).ElementAt(overheadRounds / 2));
 
 // 3. Time to the first streamed event, one request at a time.
 var firstEvent = new Dictionary<string, (double P50, double P99)>();
 foreach (var (name, port) in targets) firstEvent[name] = await FirstEventAsync(port, 300);
 
-Console.WriteLine($"\n## Proxy overhead (wrk, median of {Rounds} interleaved rounds of {seconds} s per cell, 2 cores, loopback; upstream: static nginx{(lowMemory ? "; --low-memory" : "")})\n");
+Console.WriteLine($"\n## Proxy overhead (wrk, median of {overheadRounds} interleaved rounds of {seconds} s per cell, 2 cores, loopback; upstream: static nginx{(lowMemory ? "; --low-memory" : "")})\n");
 Console.WriteLine("| connections | LmsProxy / bare YARP (each round) | LmsProxy / bare YARP (median) | LmsProxy / nginx | bare YARP / nginx | CPU µs per request: LmsProxy / bare YARP (medians) |");
 Console.WriteLine("|---|---|---|---|---|---|");
 foreach (var connections in new[] { 1, 16, 64 })
 {
-    var each = Enumerable.Range(0, Rounds).Select(i => rounds[("LmsProxy", connections)][i].RequestsPerSecond / rounds[("bare YARP", connections)][i].RequestsPerSecond).ToList();
-    double Cpu(string name) => rounds[(name, connections)].Select(r => r.CpuMicrosecondsPerRequest).Order().ElementAt(Rounds / 2);
-    Console.WriteLine($"| {connections} | {string.Join(", ", each.Select(r => r.ToString("0.00")))} | {each.Order().ElementAt(Rounds / 2):0.00} | " +
+    var each = Enumerable.Range(0, overheadRounds).Select(i => rounds[("LmsProxy", connections)][i].RequestsPerSecond / rounds[("bare YARP", connections)][i].RequestsPerSecond).ToList();
+    double Cpu(string name) => rounds[(name, connections)].Select(r => r.CpuMicrosecondsPerRequest).Order().ElementAt(overheadRounds / 2);
+    Console.WriteLine($"| {connections} | {string.Join(", ", each.Select(r => r.ToString("0.00")))} | {each.Order().ElementAt(overheadRounds / 2):0.00} | " +
         $"{results[("LmsProxy", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} | {results[("bare YARP", connections)].RequestsPerSecond / results[("nginx", connections)].RequestsPerSecond:0.00} | " +
         $"{Cpu("LmsProxy"):0.0} / {Cpu("bare YARP"):0.0} |");
 }
