@@ -7,9 +7,10 @@ namespace LmsProxy.Storage;
 /// <summary>
 /// The one local store (SQLite): activity records, daily usage, and the scheduler's and affinity map's state.
 /// Requests only enqueue (a lock-free queue); a background writer takes the queue in one transaction every
-/// FlushInterval, or as soon as a block of records is waiting. Nothing here can slow or fail a request: a file that cannot be opened (corrupt, read-only, used by
-/// another LmsProxy) leaves the proxy in memory only, and a write that fails (full disk, locked) is logged, counted
-/// and dropped. Either way /status says so. One process per file: a lock file next to it is held while open.
+/// FlushInterval, or as soon as a block of records is waiting. Nothing here can slow or fail a request: a file that
+/// cannot be opened (corrupt, read-only, used by another LmsProxy) leaves the proxy in memory only, and a write that
+/// fails (full disk, locked) is logged, counted and dropped. Either way /status says so. One process per file: a
+/// lock file next to it is held while open.
 /// </summary>
 internal sealed partial class StateStore : IStateStore, IDisposable
 {
