@@ -50,7 +50,7 @@ internal static class Builds
                 build.Port = Processes.FreePort();
                 if (build.Container is { } stale) await RemoveContainer(stale);
                 var watch = Stopwatch.StartNew();
-                var process = Start(processes, build, upstreamPort);
+                var process = Start(processes, build, upstreamPort, work);
                 await WaitForReady(build.Port);
                 starts.Add(watch.Elapsed.TotalMilliseconds);
                 if (i < 2)
@@ -128,10 +128,13 @@ internal static class Builds
 
     private static string Url(Build build) => $"http://127.0.0.1:{build.Port}/v1/chat/completions";
 
-    private static Process Start(Processes processes, Build build, int upstreamPort)
+    private static Process Start(Processes processes, Build build, int upstreamPort, string work)
     {
         var env = new Dictionary<string, string>
         {
+            // A store file of its own: the builds run side by side, and a second process finds a shared file locked
+            // (it waits 3 s for the lock, then goes on in memory: that was the start-up time measured).
+            ["LmsProxy__State__Path"] = Path.Combine(work, build.Name, "lmsproxy.db"),
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{build.Port}",
             ["LmsProxy__Upstream"] = $"http://127.0.0.1:{upstreamPort}",
             ["LmsProxy__Loader"] = "rest",
