@@ -15,21 +15,41 @@ internal sealed partial class StateStore
     /// </summary>
     private const int RecordsPerBlock = 256;
 
-    private void WriteBatch(SqliteConnection connection)
+    /// <summary>The writer's statements, prepared once for the store's connection (a batch per block makes preparing them per batch show).</summary>
+    private sealed class WriterCommands(SqliteConnection connection) : IDisposable
     {
-        using var transaction = connection.BeginTransaction();
-        using var insert = Command(connection, transaction,
+        public readonly SqliteCommand Insert = Command(connection,
             "INSERT OR REPLACE INTO activity_block(last_id, first_id, last_started_ms, records) VALUES($last, $first, $started, $records)",
             "$last", "$first", "$started", "$records");
-        var block = new List<ActivityRecord>(RecordsPerBlock);
-        using var addUsage = Command(connection, transaction, """
+        public readonly SqliteCommand AddUsage = Command(connection, """
             INSERT INTO usage_daily(day, by, name, requests, prompt_tokens, completion_tokens, gpu_ms) VALUES($day, $by, $name, $requests, $prompt, $completion, $gpu)
             ON CONFLICT(day, by, name) DO UPDATE SET requests = requests + $requests, prompt_tokens = prompt_tokens + $prompt,
                 completion_tokens = completion_tokens + $completion, gpu_ms = gpu_ms + $gpu
             """, "$day", "$by", "$name", "$prompt", "$completion", "$gpu", "$requests");
-        using var set = Command(connection, transaction,
+        public readonly SqliteCommand Set = Command(connection,
             "INSERT INTO state(kind, key, value) VALUES($kind, $key, $value) ON CONFLICT(kind, key) DO UPDATE SET value = $value", "$kind", "$key", "$value");
-        using var remove = Command(connection, transaction, "DELETE FROM state WHERE kind = $kind AND key = $key", "$kind", "$key");
+        public readonly SqliteCommand Remove = Command(connection, "DELETE FROM state WHERE kind = $kind AND key = $key", "$kind", "$key");
+
+        public void Enlist(SqliteTransaction transaction) => Insert.Transaction = AddUsage.Transaction = Set.Transaction = Remove.Transaction = transaction;
+
+        public void Dispose()
+        {
+            Insert.Dispose();
+            AddUsage.Dispose();
+            Set.Dispose();
+            Remove.Dispose();
+        }
+    }
+
+    private WriterCommands? _commands;
+
+    private void WriteBatch(SqliteConnection connection)
+    {
+        using var transaction = connection.BeginTransaction();
+        var commands = _commands ??= new WriterCommands(connection);
+        commands.Enlist(transaction);
+        var (insert, addUsage, set, remove) = (commands.Insert, commands.AddUsage, commands.Set, commands.Remove);
+        var block = new List<ActivityRecord>(RecordsPerBlock);
 
         // Usage is added up per batch: one row update per day, model and key, not two per request.
         var usage = new UsageBatch();
@@ -110,10 +130,9 @@ internal sealed partial class StateStore
         block.Clear();
     }
 
-    private static SqliteCommand Command(SqliteConnection connection, SqliteTransaction transaction, string sql, params string[] parameters)
+    private static SqliteCommand Command(SqliteConnection connection, string sql, params string[] parameters)
     {
         var command = connection.CreateCommand();
-        command.Transaction = transaction;
         command.CommandText = sql;
         foreach (var name in parameters) command.Parameters.Add(new SqliteParameter { ParameterName = name });
         command.Prepare();

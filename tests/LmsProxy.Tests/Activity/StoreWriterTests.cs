@@ -15,20 +15,20 @@ public sealed class StoreWriterTests : IDisposable
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     [Fact(Timeout = 30000)]
-    public async Task A_full_block_of_records_is_written_at_once_not_at_the_next_tick()
+    public async Task Four_blocks_of_records_are_written_at_once_not_at_the_next_tick()
     {
         using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var metrics = new ProxyMetrics(services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
         var options = new StateOptions { Path = Path.Combine(_folder, "state.db"), FlushInterval = TimeSpan.FromHours(1) };
         using var store = new StateStore(options, metrics, NullLogger<StateStore>.Instance, TimeProvider.System);
-        var all = new ActivityRecorder.Query(1000, null, null, null, null);
+        var all = new ActivityRecorder.Query(2000, null, null, null, null);
 
-        for (var i = 1; i < 256; i++) store.Append(Record(i));
+        for (var i = 1; i < 1024; i++) store.Append(Record(i));
         await Task.Delay(300);
-        Assert.Empty(store.ReadActivity(all, long.MaxValue, 1000)); // under a block: they wait for the tick
+        Assert.Empty(store.ReadActivity(all, long.MaxValue, 2000)); // fewer: they wait for the tick
 
-        store.Append(Record(256));
-        await Eventually.Until(() => store.ReadActivity(all, long.MaxValue, 1000).Count == 256, TimeSpan.FromSeconds(10));
+        store.Append(Record(1024));
+        await Eventually.Until(() => store.ReadActivity(all, long.MaxValue, 2000).Count == 1024, TimeSpan.FromSeconds(10));
         Assert.Equal(0, store.Status.PendingWrites);
     }
 
