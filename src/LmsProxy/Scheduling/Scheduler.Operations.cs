@@ -34,17 +34,19 @@ internal sealed partial class Scheduler
         host.Operation = unloading.Count == 0 ? $"loading {model.Key}" : $"unloading {string.Join(", ", unloading.Select(v => v.ModelKey))} to load {model.Key}";
         if (group is not null) group.Situation = $"'{model.Key}' is loading on host '{host.Name}'";
         _dirty = true;
-        _ = Task.Run(() => RunLoadAsync(host, model, instance, unloading));
+        // Progress and time left, for /status and the waiting requests, from the moment the instance shows as loading
+        // (tracked inside the task, a busy machine showed it loading with no progress source for a moment).
+        var tracked = TrackLoad(instance, _time.GetTimestamp(), unloading.Count > 0);
+        _ = Task.Run(() => RunLoadAsync(host, model, instance, unloading, tracked));
     }
 
-    private async Task RunLoadAsync(LmStudioHost host, CatalogModel model, HostedModel instance, List<HostedModel> victims)
+    private async Task RunLoadAsync(LmStudioHost host, CatalogModel model, HostedModel instance, List<HostedModel> victims, TrackedLoad tracked)
     {
+        using var _ = tracked;
         var options = _settings.Current;
         using var limit = new CancellationTokenSource(options.Loading.LoadTimeout, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(limit.Token, _stopping.Token);
         var started = Stopwatch.GetTimestamp();
-        // Progress and time left, for /status and the waiting requests, from now until the load's end.
-        using var tracked = TrackLoad(instance, _time.GetTimestamp(), victims.Count > 0);
         var track = tracked.Track;
         try
         {
