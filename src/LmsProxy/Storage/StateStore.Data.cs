@@ -15,7 +15,7 @@ internal sealed partial class StateStore
     /// </summary>
     private const int RecordsPerBlock = 256;
 
-    /// <summary>The writer's statements, prepared once for the store's connection (a batch per block makes preparing them per batch show).</summary>
+    /// <summary>The writer's statements, prepared once for the store's connection rather than four per batch (a batch every 1,024 records under load).</summary>
     private sealed class WriterCommands(SqliteConnection connection) : IDisposable
     {
         public readonly SqliteCommand Insert = Command(connection,
