@@ -53,6 +53,10 @@ internal sealed class ApiKey
         return false;
     }
 
+    /// <summary>Whether the key may use a model a list names (an id, perhaps an alias), resolved in <paramref name="catalog"/>.</summary>
+    public bool MayUse(string id, ModelCatalog catalog, LmsProxyOptions options) =>
+        Options.Models.Count == 0 || MayUse(id, catalog.Resolve(options.Loading.ResolveAlias(id))?.Key, options);
+
     /// <summary>
     /// The request's caller, or null when keys are off (or the path is open). Read through the feature: HttpContext.User
     /// would make an empty principal for every request without a key.

@@ -24,7 +24,7 @@ internal sealed class KeyRegistry
     {
         var keys = For(options).Keys;
         Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.UTF8.GetBytes(presented), digest);
+        SHA256.HashData(Encoding.UTF8.GetBytes(presented), digest); // into the stack: the one hash per request
         ApiKey? match = null;
         foreach (var key in keys)
         {
@@ -48,15 +48,17 @@ internal sealed class KeyRegistry
         }
         for (var i = 0; i < options.Access.ApiKeys.Count; i++)
         {
-            keys.Add(new ApiKey($"ApiKeys:{i}", SHA256.HashData(Encoding.UTF8.GetBytes(options.Access.ApiKeys[i])), new KeyOptions()));
+            keys.Add(new ApiKey($"ApiKeys:{i}", Sha256(options.Access.ApiKeys[i]), new KeyOptions()));
         }
         return _built = new Built(options, [.. keys]);
     }
 
     /// <summary>The digest a key's settings give (validation has checked there is exactly one well-formed source).</summary>
     internal static byte[] DigestOf(KeyOptions key) =>
-        key.Key is { Length: > 0 } secret ? SHA256.HashData(Encoding.UTF8.GetBytes(secret)) : Convert.FromHexString(key.KeyHash!);
+        key.Key is { Length: > 0 } secret ? Sha256(secret) : Convert.FromHexString(key.KeyHash!);
 
     /// <summary>The hex SHA-256 a KeyHash setting holds for <paramref name="secret"/> (README: how to make one).</summary>
-    public static string HashOf(string secret) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
+    public static string HashOf(string secret) => Convert.ToHexStringLower(Sha256(secret));
+
+    private static byte[] Sha256(string secret) => SHA256.HashData(Encoding.UTF8.GetBytes(secret));
 }

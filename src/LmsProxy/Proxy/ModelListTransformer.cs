@@ -34,7 +34,7 @@ internal sealed class ModelListTransformer(HttpTransformer requestTransform, Mod
         {
             for (var i = data.Count - 1; i >= 0; i--)
             {
-                if ((data[i] as JsonObject)?["id"]?.GetValue<string>() is not { } id || !key.MayUse(id, catalog.Resolve(options.Loading.ResolveAlias(id))?.Key, options)) data.RemoveAt(i);
+                if ((data[i] as JsonObject)?["id"]?.GetValue<string>() is not { } id || !key.MayUse(id, catalog, options)) data.RemoveAt(i);
             }
         }
         foreach (var entry in data.OfType<JsonObject>())

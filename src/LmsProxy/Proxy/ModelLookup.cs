@@ -14,8 +14,8 @@ internal static class ModelLookup
     public static Task AnswerAsync(HttpContext context, Scheduler scheduler, LmsProxyOptions options)
     {
         // The id may contain a slash, sent as %2F (Kestrel leaves that one escaped) or as a plain '/'.
-        var id = Uri.UnescapeDataString(context.Request.Path.Value!["/v1/models/".Length..]);
-        if (Keys.ApiKey.Of(context) is { } key && !key.MayUse(id, scheduler.Catalog.Resolve(options.Loading.ResolveAlias(id))?.Key, options))
+        var id = Uri.UnescapeDataString(context.Request.Path.Value![Prefix.Length..]);
+        if (Keys.ApiKey.Of(context) is { } key && !key.MayUse(id, scheduler.Catalog, options))
         {
             return new ProxyError(StatusCodes.Status403Forbidden, "model_not_allowed", $"The key '{key.Name}' may not use '{id}' (LmsProxy:Keys:{key.Name}:Models).").WriteAsync(context);
         }

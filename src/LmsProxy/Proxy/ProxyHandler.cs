@@ -110,9 +110,10 @@ internal sealed partial class ProxyHandler
         try
         {
             var transformers = TransformersFor(host);
+            var key = Keys.ApiKey.Of(context);
             HttpTransformer transformer = kind == RequestKind.ModelList
-                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates(), Keys.ApiKey.Of(context))
-                : Keys.NativeModelListFilter.Applies(context.Request, Keys.ApiKey.Of(context)) ? new Keys.NativeModelListFilter(transformers.PassThrough, Keys.ApiKey.Of(context)!, _scheduler.Catalog, options)
+                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates(), key)
+                : Keys.NativeModelListFilter.Applies(context.Request, key) ? new Keys.NativeModelListFilter(transformers.PassThrough, key!, _scheduler.Catalog, options)
                 : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
             if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
             var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);

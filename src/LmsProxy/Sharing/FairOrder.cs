@@ -4,7 +4,8 @@ namespace LmsProxy.Sharing;
 /// A fair queue over flows (one flow per key). First, slots are shared by weight: the next slot goes to the flow whose
 /// key has the fewest requests in flight for its weight, so two keys of one class hold the slots half and half, and a
 /// key that sends two at a time waits for its own slot rather than behind a burst; level on that, the flow with fewer
-/// waiting goes first (a burst does not hold a light key back once both hold their share). Then start-time fair queuing: each waiter is stamped on arrival with a start tag max(virtual time, the flow's last finish) and a
+/// waiting goes first (a burst does not hold a light key back once both hold their share). Then start-time fair
+/// queuing: each waiter is stamped on arrival with a start tag max(virtual time, the flow's last finish) and a
 /// finish tag start + 1/weight; the smallest start tag goes next and the virtual time moves to it, so a burst takes its
 /// share of turns and no more, and a flow that just arrived starts at the present (it cannot bank idle time). Weights:
 /// 16 against 1 gives sixteen to one. Not thread-safe: its SlotQueue's lock guards it.

@@ -23,13 +23,7 @@ internal sealed class SlotQueue
     /// <summary>A slot at once, when one is free and nobody waits (who waits goes first).</summary>
     public bool TryEnter(int limit)
     {
-        if (Volatile.Read(ref _queued) != 0) return false;
-        while (true)
-        {
-            var busy = Volatile.Read(ref _busy);
-            if (busy >= limit) return false;
-            if (Interlocked.CompareExchange(ref _busy, busy + 1, busy) == busy) return true;
-        }
+        return Volatile.Read(ref _queued) == 0 && TakeSlot(limit);
     }
 
     /// <summary>Queues a waiter; its task completes when it holds a slot (perhaps at once).</summary>
@@ -72,14 +66,22 @@ internal sealed class SlotQueue
 
     private void DispatchLocked(int limit)
     {
-        while (_order.Count > 0)
+        while (_order.Count > 0 && TakeSlot(limit))
         {
-            var busy = Volatile.Read(ref _busy);
-            if (busy >= limit) return;
-            if (Interlocked.CompareExchange(ref _busy, busy + 1, busy) != busy) continue;
             var next = _order.Next()!;
             Interlocked.Decrement(ref _queued);
             next.Granted.TrySetResult();
+        }
+    }
+
+    /// <summary>One more slot busy, unless all <paramref name="limit"/> are (a compare-and-swap, retried only when it races).</summary>
+    private bool TakeSlot(int limit)
+    {
+        while (true)
+        {
+            var busy = Volatile.Read(ref _busy);
+            if (busy >= limit) return false;
+            if (Interlocked.CompareExchange(ref _busy, busy + 1, busy) == busy) return true;
         }
     }
 }
