@@ -60,5 +60,5 @@ internal sealed class KeyRegistry
     /// <summary>The hex SHA-256 a KeyHash setting holds for <paramref name="secret"/> (README: how to make one).</summary>
     public static string HashOf(string secret) => Convert.ToHexStringLower(Sha256(secret));
 
-    private static byte[] Sha256(string secret) => SHA256.HashData(Encoding.UTF8.GetBytes(secret));
+    internal static byte[] Sha256(string secret) => SHA256.HashData(Encoding.UTF8.GetBytes(secret));
 }

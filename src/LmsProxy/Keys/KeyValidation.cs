@@ -51,7 +51,7 @@ internal static class KeyValidation
         }
         for (var i = 0; i < options.Access.ApiKeys.Count; i++)
         {
-            var digest = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(options.Access.ApiKeys[i])));
+            var digest = Convert.ToHexString(KeyRegistry.Sha256(options.Access.ApiKeys[i]));
             if (digests.TryGetValue(digest, out var other)) errors.Add($"LmsProxy:ApiKeys:{i} is also LmsProxy:Keys:{other}: keep it in one place (Keys gives it a name and limits).");
         }
     }
