@@ -90,17 +90,16 @@ foreach (var tool in new[] { "nginx", "wrk" })
 var work = Directory.CreateTempSubdirectory("lmsproxy-bench-").FullName;
 
 // 1. The four targets. Bare YARP and LmsProxy run as processes of their own with the same runtime settings
-// (--low-memory adds the same two memory settings to both).
+// (--low-memory adds LmsProxy's memory settings to both).
 var lowMemory = args.Contains("--low-memory");
 var runtimeEnv = new Dictionary<string, string> { ["DOTNET_TieredPGO"] = "1", ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1" };
 if (lowMemory)
 {
-    runtimeEnv["DOTNET_GCgen0size"] = "0x100000";
-    runtimeEnv["DOTNET_EnableWriteXorExecute"] = "0";
+    foreach (var (name, value) in LmsProxy.Hosting.LowMemoryRuntime.Settings) runtimeEnv[name] = value;
 }
 else
 {
-    // LmsProxy gives itself the two settings (it re-executes with them); the bare forwarder cannot: like for like.
+    // LmsProxy gives itself the settings (it re-executes with them); the bare forwarder cannot: like for like.
     runtimeEnv["LMSPROXY_LOW_MEMORY"] = "0";
 }
 int upstreamPort = Processes.FreePort(), nginxPort = Processes.FreePort(), yarpPort = Processes.FreePort(), proxyPort = Processes.FreePort();

@@ -36,7 +36,7 @@ internal sealed record ServiceDefinition(
         if (settingsFile is not null) arguments.AddRange([SettingsFileOption.Name, Path.GetFullPath(settingsFile)]);
         arguments.AddRange(extraArguments);
 
-        // The JIT runtime's two low-memory settings (a native build carries its own in the binary and reads neither).
+        // The JIT runtime's low-memory settings (a native build carries its own in the binary and reads neither).
         var environment = System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported ? new List<KeyValuePair<string, string>>(LowMemoryRuntime.Settings) : [];
         // A framework-dependent program (the tool, dotnet LmsProxy.dll) needs to find its runtime from a service's bare
         // environment: the runtime it runs on now. A native or self-contained build carries its own.

@@ -213,6 +213,7 @@ internal sealed partial class StateStore
         {
             using var connection = new SqliteConnection(_connectionString);
             connection.Open();
+            Execute(connection, SmallPageCache);
             using var command = connection.CreateCommand();
             command.CommandText = sql;
             bind(command);

@@ -44,6 +44,7 @@ public sealed class ServiceTests(ITestOutputHelper output)
             Assert.Contains("\nRestart=on-failure\n", unit, StringComparison.Ordinal);
             Assert.Contains("\nEnvironment=\"DOTNET_GCgen0size=0x100000\"\n", unit, StringComparison.Ordinal);
             Assert.Contains("\nEnvironment=\"DOTNET_EnableWriteXorExecute=0\"\n", unit, StringComparison.Ordinal);
+            Assert.Contains("\nEnvironment=\"DOTNET_JitHostMaxSlabCache=0x10000\"\n", unit, StringComparison.Ordinal);
             Assert.Contains($"ExecStart=\"{Environment.ProcessPath}\" \"{Dll}\"", unit.Replace("$$", "$", StringComparison.Ordinal), StringComparison.Ordinal);
             if (userUnit)
             {
@@ -215,6 +216,7 @@ public sealed class ServiceTests(ITestOutputHelper output)
                 var environ = File.ReadAllText($"/proc/{process.Id}/environ").Split('\0');
                 Assert.Contains("DOTNET_GCgen0size=0x100000", environ);
                 Assert.Contains("DOTNET_EnableWriteXorExecute=0", environ);
+                Assert.Contains("DOTNET_JitHostMaxSlabCache=0x10000", environ);
             }
             finally
             {
