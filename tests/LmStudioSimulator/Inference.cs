@@ -81,7 +81,8 @@ internal static class InferenceEndpoint
                     var jitter = state.Options.ResponseJitter * (2 * Random.Shared.NextDouble() - 1);
                     await Task.Delay(state.Options.ResponseDelay * (1 + jitter), context.RequestAborted);
                 }
-                await answer(call);
+                if (call.Stream) await answer(call);
+                else await AnswerWholeAsync(context, () => answer(call));
             }
             catch (Exception) when (context.RequestAborted.IsCancellationRequested)
             {
@@ -89,6 +90,28 @@ internal static class InferenceEndpoint
                 // The client left, or an unload cut the request off: the connection is gone, nothing more to write.
             }
         }
+    }
+
+    /// <summary>
+    /// A whole answer as LM Studio's server (Express, res.json) sends it: complete, in one write, with a Content-Length.
+    /// Written chunked instead (ASP.NET's Results.Json), an unload between the body and its closing chunk cut off an
+    /// answer LM Studio would have delivered whole.
+    /// </summary>
+    private static async Task AnswerWholeAsync(HttpContext context, Func<Task> answer)
+    {
+        var socket = context.Response.Body;
+        using var whole = new MemoryStream();
+        context.Response.Body = whole;
+        try
+        {
+            await answer();
+        }
+        finally
+        {
+            context.Response.Body = socket;
+        }
+        context.Response.ContentLength = whole.Length;
+        await socket.WriteAsync(whole.GetBuffer().AsMemory(0, (int)whole.Length), context.RequestAborted);
     }
 
     private static async Task<JsonObject?> ReadBodyAsync(HttpContext context)
