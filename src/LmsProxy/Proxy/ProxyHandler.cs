@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Runtime.CompilerServices;
 using LmsProxy.Activity;
 using LmsProxy.Configuration;
@@ -19,8 +18,10 @@ namespace LmsProxy.Proxy;
 /// Every re-send goes through the scheduler after a short jittered pause. Everything else is forwarded as it is.
 /// YARP's direct forwarder is used because only it can send one request twice. (The forward into a stream that
 /// keep-alives started is in ProxyHandler.StartedStream.cs; how each ending is answered and recorded in ProxyHandler.Finish.cs; client
-/// load/unload routing in ModelControl.cs; the try and its state in ProxyHandler.Attempt.cs.) This file is the way of one
-/// request in the order it happens, warm path, re-send loop and forward together, which is why it is over 300 lines.
+/// load/unload routing in ModelControl.cs; the try and its state in ProxyHandler.Attempt.cs; requests that name no model
+/// in ProxyHandler.Other.cs; the host's transformers and YARP's settings in ProxyHandler.Upstream.cs.) This file is the
+/// way of one model request in the order it happens, warm path, re-send loop and forward together, which is why it is
+/// a little over 300 lines.
 /// </summary>
 internal sealed partial class ProxyHandler
 {
@@ -89,42 +90,6 @@ internal sealed partial class ProxyHandler
             RequestKind.CountTokens => TokenCounter.AnswerAsync(context, options),
             _ => ForwardOtherAsync(context, options, kind),
         };
-    }
-
-    /// <summary>A request that names no model: to the default host (or, for a client's own load or unload, the host it concerns).</summary>
-    private async Task ForwardOtherAsync(HttpContext context, LmsProxyOptions options, RequestKind kind)
-    {
-        var host = _scheduler.DefaultHost();
-        if (kind == RequestKind.ModelControl)
-        {
-            host = await ModelControl.ChooseHostAsync(context, _scheduler, options);
-            if (host is null) return; // answered: no host, or several could
-        }
-        if (host is null)
-        {
-            await new ProxyError(StatusCodes.Status502BadGateway, "upstream_unavailable", "No LM Studio host is configured.").WriteAsync(context);
-            return;
-        }
-        // The activity record: inference requests always; other requests to a path LM Studio knows.
-        if (context.Request.Headers.Upgrade.Count == 0 && kind is RequestKind.Known or RequestKind.ModelList or RequestKind.ModelControl) _activity.Begin(context, _time.GetTimestamp(), null);
-        try
-        {
-            var transformers = TransformersFor(host);
-            var key = Keys.ApiKey.Of(context);
-            HttpTransformer transformer = kind == RequestKind.ModelList
-                ? new ModelListTransformer(transformers.PassThrough, await CurrentCatalogAsync(context.RequestAborted), options, _scheduler.LoadStates(), key)
-                : Keys.NativeModelListFilter.Applies(context.Request, key) ? new Keys.NativeModelListFilter(transformers.PassThrough, key!, _scheduler.Catalog, options)
-                : kind is RequestKind.Known or RequestKind.ModelControl || context.Request.Headers.Upgrade.Count > 0 ? transformers.PassThrough : transformers.UnknownPath;
-            if (_scheduler.SeveralHosts) context.Response.Headers["X-LmsProxy-Host"] = host.Name;
-            var error = await _forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(options), transformer);
-            // A client's own load or unload changed what the host holds: the scheduler reads its list now.
-            if (kind == RequestKind.ModelControl) _ = _scheduler.RefreshAsync(host, CancellationToken.None);
-            await FinishAsync(context, null, new Attempt(AttemptKind.Forwarded, host, Error: error), TimeSpan.Zero, _time.GetTimestamp(), warm: true);
-        }
-        finally
-        {
-            _activity.Finished(context);
-        }
     }
 
     private async Task HandleModelRequestAsync(HttpContext context, LmsProxyOptions options)
@@ -347,46 +312,4 @@ internal sealed partial class ProxyHandler
         FailureKind.CutOff => AttemptKind.CutOff,
         _ => AttemptKind.Failed,
     };
-
-    /// <summary>With several hosts, a stateful answer's id is noted on its way through: the next turn must come back here.</summary>
-    private ResponseBodySwap CaptureResponseIds(HttpContext context, LmStudioHost host)
-    {
-        if (!_scheduler.SeveralHosts) return default;
-        var body = context.Response.Body;
-        var capture = ResponseIdCapture.For(context.Request, body, id => _affinity.Record(id, host));
-        if (capture is null) return default;
-        context.Response.Body = capture;
-        return new ResponseBodySwap(context, body);
-    }
-
-    private readonly struct ResponseBodySwap(HttpContext? context, Stream? original) : IDisposable
-    {
-        public void Dispose()
-        {
-            if (context is not null) context.Response.Body = original!;
-        }
-    }
-
-    private async Task<Models.ModelCatalog> CurrentCatalogAsync(CancellationToken cancellationToken)
-    {
-        await _scheduler.RefreshAllAsync(cancellationToken);
-        return _scheduler.Catalog;
-    }
-
-    private HostTransformers TransformersFor(LmStudioHost host) =>
-        _transformers.GetValue(host, h => new HostTransformers(
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.PassThrough, h.Name), // the host name, for auth errors (F16)
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.Inference, h.Name),
-            new UpstreamTransformer(_settings, h.Options.ApiKey, TransformMode.UnknownPath, h.Name)));
-
-    private ForwarderRequestConfig RequestConfig(LmsProxyOptions options)
-    {
-        var cached = _requestConfig;
-        if (ReferenceEquals(cached.Options, options)) return cached.Config;
-        var config = new ForwarderRequestConfig { ActivityTimeout = options.Forwarding.ActivityTimeout, Version = HttpVersion.Version11, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
-        _requestConfig = (options, config);
-        return config;
-    }
-
-    private sealed record HostTransformers(HttpTransformer PassThrough, HttpTransformer Inference, HttpTransformer UnknownPath);
 }
