@@ -72,6 +72,11 @@ internal static class SwapBenchmark
             Console.WriteLine($"| {run.Name} | {run.MaxSwapWait} | {run.Requests.Count} | {run.Ok} | {run.Loads} | {run.PerLoad:0.0} | {run.Throughput:0.0} | " +
                               $"{run.Latency(0.5):0} | {run.Latency(0.99):0} | {run.Latency(1):0} | {run.LongestWait:0} | {run.Bound:0} | {(run.LongestWait <= run.Bound ? "yes" : "no")} | {run.CutOff} | {run.RefusedLoads} | {run.NotLoaded} |");
         }
+        foreach (var run in new[] { grouped, old, fifo })
+        {
+            var longest = run.Requests.MaxBy(r => r.LatencyMs)!;
+            Console.WriteLine($"- {run.Name}: the longest wait, {longest.LatencyMs:0} ms, was a request for {longest.Model} sent at {longest.StartMs / 1000:0.0} s");
+        }
         var throughputRatio = grouped.Throughput / fifo.Throughput;
         var perLoadRatio = grouped.PerLoad / fifo.PerLoad;
         Console.WriteLine($"\nauto / FIFO: throughput {throughputRatio:0.0}×, requests per load {perLoadRatio:0.0}×; auto / 20 s: longest wait {grouped.LongestWait / old.LongestWait:0.00}×\n");

@@ -35,7 +35,7 @@ internal sealed class CapacityOptions
     /// <summary>
     /// Longest a request waits for a busy model to make room before that model stops taking new requests and is
     /// swapped out (and the least a model stays once loaded). Until then the loaded model's requests are served
-    /// together. "auto": the load times of the two models involved, between 2 and 30 s. A duration: that bound;
+    /// together. "auto": 1.15 × the load times of the two models involved, between 2 and 30 s. A duration: that bound;
     /// 00:00:00: strict arrival order.
     /// </summary>
     public string MaxSwapWait { get; set; } = "auto";
