@@ -28,18 +28,26 @@ internal static class RunInfo
         }
     }
 
+    /// <summary>The commit, and "+ uncommitted changes" when the work tree differs from it (the figures are then not that commit's).</summary>
     private static string Commit()
     {
         try
         {
-            using var git = Process.Start(new ProcessStartInfo("git", "rev-parse --short HEAD") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory })!;
-            var hash = git.StandardOutput.ReadToEnd().Trim();
-            git.WaitForExit();
-            return git.ExitCode == 0 && hash.Length > 0 ? hash : "unknown";
+            var hash = Git("rev-parse --short HEAD");
+            if (hash is null) return "unknown";
+            return Git("status --porcelain --untracked-files=no") is { Length: > 0 } ? $"{hash} + uncommitted changes" : hash;
         }
         catch (System.ComponentModel.Win32Exception)
         {
             return "unknown (no git)";
         }
+    }
+
+    private static string? Git(string arguments)
+    {
+        using var git = Process.Start(new ProcessStartInfo("git", arguments) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory })!;
+        var output = git.StandardOutput.ReadToEnd().Trim();
+        git.WaitForExit();
+        return git.ExitCode == 0 ? output : null;
     }
 }

@@ -117,7 +117,9 @@ internal static class PlacementPolicy
         }
         if (plans.FirstOrDefault(p => p.Kind is PlanKind.Fits or PlanKind.EvictIdle or PlanKind.Wait) is { } waitForHost)
         {
-            decisions.Add(new WaitDecision(group.Id, $"waiting for host '{waitForHost.Host.Name}' to finish a load or unload"));
+            decisions.Add(new WaitDecision(group.Id, waitForHost.Host.SwapUnderWay
+                ? $"waiting for the swap under way on host '{waitForHost.Host.Name}', for requests that came first"
+                : $"waiting for host '{waitForHost.Host.Name}' to finish a load or unload"));
             return;
         }
         if (plans.Where(p => p.Kind == PlanKind.NeedBusy).MinBy(p => p.Cost) is { } swap)
@@ -129,6 +131,7 @@ internal static class PlacementPolicy
             var due = Math.Max(group.Oldest, swap.Victims.Max(v => v.View.LoadedAt)) + snapshot.Ticks(bound);
             if (snapshot.Now >= due)
             {
+                swap.Host.SwapUnderWay = true;
                 foreach (var victim in swap.Victims)
                 {
                     draining.Add((swap.Host.Name, victim.Model));
@@ -203,6 +206,9 @@ internal static class PlacementPolicy
     {
         var fit = host.View.Models[model];
         if (fit.NeverReason is { } never) return new(host, PlanKind.Never, [], Reason: never);
+        // The room an earlier group's swap is making is that group's: a later one that took it (its victims drained with
+        // nothing in flight look idle) would load a model only for the swap to unload it again, unserved.
+        if (host.SwapUnderWay) return new(host, PlanKind.Wait, [], Reason: $"'{model}' waits for the swap under way on host '{host.Name}'.");
         var budget = host.View.BudgetBytes;
         var need = fit.NeedBytes;
         if (budget > 0 && need > budget)
@@ -257,6 +263,9 @@ internal static class PlacementPolicy
         public HostView View { get; } = view;
         public string Name => View.Name;
         public bool Busy { get; set; } = view.Busy;
+
+        /// <summary>An earlier group in this round drains models here to make its room: no later group may load here.</summary>
+        public bool SwapUnderWay { get; set; }
         public List<WorkingInstance> Instances { get; } = [];
 
         public WorkingInstance? Find(string model) => Instances.FirstOrDefault(i => string.Equals(i.Model, model, StringComparison.OrdinalIgnoreCase) && i.State != InstanceState.Gone);
