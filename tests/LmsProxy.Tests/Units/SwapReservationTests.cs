@@ -36,7 +36,7 @@ public sealed class SwapReservationTests
 
         Assert.Equal(["busy", "idle"], decisions.OfType<DrainDecision>().Select(d => d.Model).Order());
         Assert.Empty(decisions.OfType<LoadDecision>());
-        Assert.Contains(decisions.OfType<WaitDecision>(), w => w.GroupId == Small.Id && w.Situation.Contains("swap under way", StringComparison.Ordinal));
+        Assert.Contains(decisions.OfType<WaitDecision>(), w => w.GroupId == Small.Id && w.Situation.Contains("makes room for requests that came first", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -12,7 +12,8 @@ namespace LmsProxy.Scheduling.Policy;
 /// healthy host that may serve it: fits, fits after unloading idle models (least recently used first), waits for a
 /// busy one, or never fits. With no healthy host at all, the unhealthy ones are tried ("panic": a refusal is fast).</item>
 /// <item>No thrash: a busy model keeps serving while another waits for its room, until the waiting group's oldest
-/// request has waited the swap bound and the busy model has been loaded that long; then it drains and is swapped.</item>
+/// request has waited the swap bound and the busy model has been loaded that long; then it drains and is swapped. While it
+/// drains, later groups load nothing on that host: the room is the swap's.</item>
 /// </list>
 /// Decisions are applied by the scheduler in order; the policy already counts their effect on what it decides next
 /// (a host that starts a load is busy, granted requests are in flight).
@@ -118,7 +119,7 @@ internal static class PlacementPolicy
         if (plans.FirstOrDefault(p => p.Kind is PlanKind.Fits or PlanKind.EvictIdle or PlanKind.Wait) is { } waitForHost)
         {
             decisions.Add(new WaitDecision(group.Id, waitForHost.Host.SwapUnderWay
-                ? $"waiting for the swap under way on host '{waitForHost.Host.Name}', for requests that came first"
+                ? $"waiting while host '{waitForHost.Host.Name}' makes room for requests that came first"
                 : $"waiting for host '{waitForHost.Host.Name}' to finish a load or unload"));
             return;
         }
@@ -208,7 +209,7 @@ internal static class PlacementPolicy
         if (fit.NeverReason is { } never) return new(host, PlanKind.Never, [], Reason: never);
         // The room an earlier group's swap is making is that group's: a later one that took it (its victims drained with
         // nothing in flight look idle) would load a model only for the swap to unload it again, unserved.
-        if (host.SwapUnderWay) return new(host, PlanKind.Wait, [], Reason: $"'{model}' waits for the swap under way on host '{host.Name}'.");
+        if (host.SwapUnderWay) return new(host, PlanKind.Wait, [], Reason: $"'{model}' waits while host '{host.Name}' makes room for requests that came first.");
         var budget = host.View.BudgetBytes;
         var need = fit.NeedBytes;
         if (budget > 0 && need > budget)
