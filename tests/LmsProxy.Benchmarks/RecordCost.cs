@@ -13,9 +13,8 @@ namespace LmsProxy.Benchmarks;
 /// </summary>
 internal static class RecordCost
 {
-    private const int Rounds = 3;
-
-    public static async Task<bool> RunAsync(int seconds, Func<int, string, IReadOnlyDictionary<string, string>?, Process> startLmsProxy, Dictionary<string, string> runtimeEnv)
+    /// <param name="rounds">Interleaved rounds per cell, the median counts (--record-rounds; single rounds here move by ±10-20%).</param>
+    public static async Task<bool> RunAsync(int seconds, int rounds, Func<int, string, IReadOnlyDictionary<string, string>?, Process> startLmsProxy, Dictionary<string, string> runtimeEnv)
     {
         var work = Directory.CreateTempSubdirectory("lmsproxy-record-").FullName;
         using var processes = new Processes();
@@ -38,7 +37,7 @@ internal static class RecordCost
             foreach (var (_, path, body) in bodies) await Wrk.RunAsync($"http://127.0.0.1:{port}{path}", 64, TimeSpan.FromSeconds(10), body, work);
         }
         var met = true;
-        Console.WriteLine($"\n## The activity record's cost (wrk, median of {Rounds} interleaved rounds of {seconds} s, record on with its SQLite store vs off)\n");
+        Console.WriteLine($"\n## The activity record's cost (wrk, median of {rounds} interleaved rounds of {seconds} s, record on with its SQLite store vs off)\n");
         Console.WriteLine("on: the record and its SQLite store; memory: the record, no store file; off: LmsProxy:Activity:Enabled=false.\n");
         Console.WriteLine("| request | connections | req/s on / memory / off | on / off (each round) | on / off (median) | memory / off (median) | CPU µs per request on / memory / off | off / on CPU | p99 ms on / off |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
@@ -47,7 +46,7 @@ internal static class RecordCost
             foreach (var connections in new[] { 1, 16, 64 })
             {
                 var results = new Dictionary<string, List<WrkResult>> { ["on"] = [], ["memory"] = [], ["off"] = [] };
-                for (var round = 0; round < Rounds; round++)
+                for (var round = 0; round < rounds; round++)
                 {
                     // Alternate which goes first, so that neither always runs on a warmer machine.
                     foreach (var (name, port) in round % 2 == 0 ? targets : targets.Reverse())
@@ -59,12 +58,12 @@ internal static class RecordCost
                         results[name].Add(result with { CpuMicrosecondsPerRequest = (Processes.CpuMicroseconds(pid) - cpuBefore) / (result.RequestsPerSecond * seconds) });
                     }
                 }
-                var ratios = Enumerable.Range(0, Rounds).Select(i => results["on"][i].RequestsPerSecond / results["off"][i].RequestsPerSecond).ToList();
-                var median = ratios.Order().ElementAt(Rounds / 2);
-                var memoryMedian = Enumerable.Range(0, Rounds).Select(i => results["memory"][i].RequestsPerSecond / results["off"][i].RequestsPerSecond).Order().ElementAt(Rounds / 2);
+                var ratios = Enumerable.Range(0, rounds).Select(i => results["on"][i].RequestsPerSecond / results["off"][i].RequestsPerSecond).ToList();
+                var median = ratios.Order().ElementAt(rounds / 2);
+                var memoryMedian = Enumerable.Range(0, rounds).Select(i => results["memory"][i].RequestsPerSecond / results["off"][i].RequestsPerSecond).Order().ElementAt(rounds / 2);
                 met &= median >= 0.95;
-                WrkResult Median(string name) => results[name].OrderBy(r => r.RequestsPerSecond).ElementAt(Rounds / 2);
-                double Cpu(string name) => results[name].Select(r => r.CpuMicrosecondsPerRequest).Order().ElementAt(Rounds / 2);
+                WrkResult Median(string name) => results[name].OrderBy(r => r.RequestsPerSecond).ElementAt(rounds / 2);
+                double Cpu(string name) => results[name].Select(r => r.CpuMicrosecondsPerRequest).Order().ElementAt(rounds / 2);
                 Console.WriteLine($"| {bodyName} | {connections} | {Median("on").RequestsPerSecond:0} / {Median("memory").RequestsPerSecond:0} / {Median("off").RequestsPerSecond:0} | " +
                     $"{string.Join(", ", ratios.Select(r => r.ToString("0.00", CultureInfo.InvariantCulture)))} | {median:0.00} | {memoryMedian:0.00} | " +
                     $"{Cpu("on"):0.0} / {Cpu("memory"):0.0} / {Cpu("off"):0.0} | {Cpu("off") / Cpu("on"):0.00} | {Median("on").P99Ms:0.00} / {Median("off").P99Ms:0.00} |");
