@@ -54,6 +54,18 @@ public sealed class SwapReservationTests
     }
 
     [Fact]
+    public void TheWarmPathSpillsOntoAHostWithRoom_ButNotOntoOneThatDrainsAModel()
+    {
+        static HostView Second(InstanceState other) => new("h2", true, false, new HostLimits(0, TimeSpan.Zero, null, false, 0), 10 * Gb,
+            [Instance("other", other, 0, Now - 5_000)], new Dictionary<string, ModelFit> { ["busy"] = new(4 * Gb, null, null) });
+        var saturated = new HostView("h", true, false, new HostLimits(0, TimeSpan.Zero, null, false, 0), 10 * Gb,
+            [Instance("busy", InstanceState.Ready, 4, Now)], new Dictionary<string, ModelFit> { ["busy"] = new(4 * Gb, null, null) });
+
+        Assert.Equal("h2", PlacementPolicy.Spill(new PolicySnapshot(Now, Frequency, [saturated, Second(InstanceState.Ready)], []), "busy")?.Host);
+        Assert.Null(PlacementPolicy.Spill(new PolicySnapshot(Now, Frequency, [saturated, Second(InstanceState.Draining)], []), "busy"));
+    }
+
+    [Fact]
     public void WithNoSwapUnderWay_ALaterGroupMayStillUseIdleRoom()
     {
         // Only "small" waits: the idle model goes and "small" loads beside the busy one, as before.

@@ -174,11 +174,15 @@ internal static class PlacementPolicy
         return decisions.OfType<LoadDecision>().FirstOrDefault();
     }
 
-    /// <summary>Every ready instance is saturated: load a second one on a healthy idle host with room, unloading nothing.</summary>
+    /// <summary>
+    /// Every ready instance is saturated: load a second one on a healthy idle host with room, unloading nothing. A host
+    /// that drains a model is making room for someone (a swap, an operator): its free memory is not spare.
+    /// </summary>
     private static void Spill(PolicySnapshot snapshot, List<WorkingHost> all, string model, List<Decision> decisions)
     {
         if (all.Any(h => h.Find(model) is { State: not InstanceState.Ready })) return;
-        var target = all.Where(h => h.View.Healthy && !h.Busy && h.Find(model) is null && h.View.Models.ContainsKey(model))
+        var target = all.Where(h => h.View.Healthy && !h.Busy && h.Find(model) is null && h.View.Models.ContainsKey(model)
+                && !h.Instances.Exists(i => i.State == InstanceState.Draining))
             .Select(h => PlanFor(snapshot, h, model)).Where(p => p.Kind == PlanKind.Fits).MaxBy(p => p.Free);
         if (target is not null) StartLoad(target.Host, null, model, [], decisions);
     }
