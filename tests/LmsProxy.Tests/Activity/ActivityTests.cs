@@ -49,9 +49,7 @@ public sealed class ActivityTests
             record = await LastDoneAsync(env.Client, "/v1/chat/completions");
             if (attempt == 3 || record.GetProperty("loadMs").GetInt64() is >= 680 and <= 1200) break;
             response.Dispose();
-            using var unload = new HttpRequestMessage(HttpMethod.Post, "/models/" + Uri.EscapeDataString(Qwen) + "/unload") { Headers = { { "X-LmsProxy-Action", "1" } } };
-            (await env.Client.SendAsync(unload)).Dispose();
-            await Eventually.Until(() => env.Simulator.State.Instances().Count == 0 && !env.Proxy.IsLoaded(Qwen));
+            await env.UnloadAsync(Qwen);
         }
         using var _ = response;
 

@@ -107,6 +107,7 @@ public sealed class ColdModelTests
         // written as the request ends, which may be a moment after the client has the whole answer.
         static bool Resent(string l) => l.Contains("/v1/embeddings", StringComparison.Ordinal) && l.Contains("status=200", StringComparison.Ordinal) && l.Contains("resends=1", StringComparison.Ordinal);
         await Eventually.Until(() => env.Proxy.Logs.Lines.Any(Resent), TimeSpan.FromSeconds(5));
+        Assert.Contains(env.Proxy.Logs.Lines, Resent);
     }
 
     [Fact(Timeout = 30000)]

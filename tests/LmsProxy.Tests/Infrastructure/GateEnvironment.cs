@@ -33,6 +33,14 @@ internal sealed class GateEnvironment : IAsyncDisposable
         return new GateEnvironment(sim, lms, new ProxyApp(sim.Url, all, settingsFile));
     }
 
+    /// <summary>An operator's unload of <paramref name="model"/>, returning once neither LM Studio nor the proxy holds it.</summary>
+    public async Task UnloadAsync(string model)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/models/" + Uri.EscapeDataString(model) + "/unload") { Headers = { { "X-LmsProxy-Action", "1" } } };
+        (await Client.SendAsync(request)).Dispose();
+        await Eventually.Until(() => Simulator.State.Instances().Count == 0 && !Proxy.IsLoaded(model));
+    }
+
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();

@@ -76,7 +76,7 @@ public sealed class LoadProgressTests(ITestOutputHelper output)
         var first = env.Client.PostAsync("/v1/chat/completions", Json.Chat(Model));
         var firstSamples = await SampleWhileAsync(status, first);
         (await first).Dispose();
-        await UnloadAsync(env);
+        await env.UnloadAsync(Model);
         var second = env.Client.PostAsync("/v1/chat/completions", Json.Chat(Model));
         var secondSamples = await SampleWhileAsync(status, second);
         (await second).Dispose();
@@ -138,16 +138,9 @@ public sealed class LoadProgressTests(ITestOutputHelper output)
             var error = Math.Abs(mid.EtaMs!.Value - actualMs) / actualMs;
             output.WriteLine($"load {load}: at {mid.Progress:P0} eta {mid.EtaMs:0} ms, actually {actualMs:0} ms left: error {error:P0}");
             if (load >= 3) errors.Add(error);
-            await UnloadAsync(env);
+            await env.UnloadAsync(Model);
         }
 
         Assert.All(errors, e => Assert.True(e < 0.25, $"ETA error {e:P0}"));
-    }
-
-    private static async Task UnloadAsync(GateEnvironment env)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/models/" + Uri.EscapeDataString(Model) + "/unload") { Headers = { { "X-LmsProxy-Action", "1" } } };
-        (await env.Client.SendAsync(request)).Dispose();
-        await Eventually.Until(() => env.Simulator.State.Instances().Count == 0 && !env.Proxy.IsLoaded(Model));
     }
 }

@@ -85,7 +85,7 @@ public sealed partial class WaitingClientsTests
         using var response = await env.Client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Json.Chat(Model) }, HttpCompletionOption.ResponseHeadersRead);
         var headersAfter = Stopwatch.GetElapsedTime(started);
         var body = await response.Content.ReadAsStringAsync();
-        await UnloadAsync(env);
+        await env.UnloadAsync(Model);
         var chat = new ChatClient(Model, new ApiKeyCredential("lm-studio"), new OpenAIClientOptions { Endpoint = new Uri(env.Proxy.Url, "/v1") });
         ChatCompletion completion = await chat.CompleteChatAsync([new UserChatMessage("hi")]);
 
@@ -238,13 +238,6 @@ public sealed partial class WaitingClientsTests
         Assert.True(sawIdle);
         Assert.True(progress.Count >= 4, "one event per change, several a second: " + string.Join(", ", progress));
         Assert.True(progress[^1] > progress[0]);
-    }
-
-    private static async Task UnloadAsync(GateEnvironment env)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/models/" + Uri.EscapeDataString(Model) + "/unload") { Headers = { { "X-LmsProxy-Action", "1" } } };
-        (await env.Client.SendAsync(request)).Dispose();
-        await Eventually.Until(() => env.Simulator.State.Instances().Count == 0 && !env.Proxy.IsLoaded(Model));
     }
 
     [GeneratedRegex(@"^: loading qwen/qwen3-8b( (?<pct>\d+)%)?( eta (?<eta>\d+)s)? queue (?<queue>\d+)$")]
