@@ -21,7 +21,7 @@ public sealed class LmsAsServiceFidelityTests
     [Fact(Timeout = 30000)]
     public async Task TheLoadSpinner_OnStdout_IsReadAsProgress_AndTheLoadSucceeds()
     {
-        await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(800) });
+        await using var env = await GateEnvironment.StartAsync(new SimulatorOptions { LoadTime = TimeSpan.FromMilliseconds(1500) });
         var lms = Assert.IsType<LmsCliLoader>(env.Proxy.Scheduler.Hosts[0].Loader.Loader);
         var progress = new List<double>();
         lms.LoadProgress += (key, fraction) => { lock (progress) progress.Add(fraction); };
