@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release builds, one command, from the repository root:  docker/release.sh [output folder, default artifacts/release]
 # Makes one executable per platform (no .NET needed on the machine) with the settings file next to it, packed as
-# lmsproxy-<version>-<rid>.tar.gz (.zip for Windows); the .NET tool package (LmsProxy.<version>.nupkg); and
+# lmsproxy-<version>-<rid>.tar.gz (.zip for Windows); the .NET tool packages (docker/pack-tool.sh); and
 # SHA256SUMS over all of them:
 #   linux-x64    Native AOT (half the memory, ready in a tenth of the time: see the README), built here with clang;
 #   linux-arm64, osx-arm64, win-x64: self-contained, trimmed, single file (JIT): Native AOT compiles only for the
@@ -29,9 +29,10 @@ for rid in linux-x64 linux-arm64 osx-arm64 win-x64; do
     --artifacts-path "$out/build" -o "$stage" >"$out/publish-$rid.log" 2>&1 \
     || { tail -20 "$out/publish-$rid.log" >&2; exit 1; }
   echo "   ${build[0]}"
-  # The executable and its settings file, nothing else.
+  # The executable and its settings file, nothing else; the native one also keeps SQLite's library (the single files
+  # carry theirs inside), without which the store cannot open.
   for f in "$stage"/*; do
-    case "$(basename "$f")" in LmsProxy|LmsProxy.exe|appsettings.json) ;; *) rm -rf "$f" ;; esac
+    case "$(basename "$f")" in LmsProxy|LmsProxy.exe|appsettings.json|libe_sqlite3.so) ;; *) rm -rf "$f" ;; esac
   done
   if [ "$rid" = win-x64 ]; then
     (cd "$out/stage" && python3 -c 'import shutil,sys; shutil.make_archive(sys.argv[1], "zip", ".", sys.argv[2])' "$out/lmsproxy-$version-$rid" "lmsproxy-$version-$rid")
@@ -41,7 +42,7 @@ for rid in linux-x64 linux-arm64 osx-arm64 win-x64; do
 done
 
 echo "== dotnet tool"
-timeout 600 dotnet pack src/LmsProxy -c Release -o "$out" --artifacts-path "$out/build" >"$out/pack.log" 2>&1 \
+LMSPROXY_TOOL_NATIVE=${LMSPROXY_RELEASE_NATIVE:-1} timeout 900 docker/pack-tool.sh "$out" --artifacts-path "$out/build" >"$out/pack.log" 2>&1 \
   || { tail -20 "$out/pack.log" >&2; exit 1; }
 
 rm -rf "$out/stage" "$out/build" "$out"/*.log

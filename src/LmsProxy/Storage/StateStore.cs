@@ -69,7 +69,8 @@ internal sealed partial class StateStore : IStateStore, IDisposable
             _writer.Start();
             LogOpened(_logger, full);
         }
-        catch (Exception ex) when (ex is SqliteException or IOException or UnauthorizedAccessException or StoreUnusableException)
+        catch (Exception ex) when (ex is SqliteException or IOException or UnauthorizedAccessException or StoreUnusableException
+            or TypeInitializationException or DllNotFoundException)
         {
             _connection?.Dispose();
             _connection = null;
@@ -229,7 +230,14 @@ internal sealed partial class StateStore : IStateStore, IDisposable
         command.ExecuteNonQuery();
     }
 
-    private static string Reason(Exception ex) => ex is SqliteException sqlite ? $"SQLite error {sqlite.SqliteErrorCode}: {sqlite.Message}" : ex.Message;
+    private static string Reason(Exception ex) => ex switch
+    {
+        SqliteException sqlite => $"SQLite error {sqlite.SqliteErrorCode}: {sqlite.Message}",
+        // SQLite itself is a library next to the program (libe_sqlite3.so, .dylib, e_sqlite3.dll); the native
+        // executable copied alone lacks it. Microsoft.Data.Sqlite reports that from a type initializer.
+        _ when ex.GetBaseException() is DllNotFoundException => "SQLite's library e_sqlite3 is not next to the program: keep the libe_sqlite3 file that comes with it",
+        _ => ex.Message,
+    };
 
     public void Dispose()
     {
