@@ -4,7 +4,7 @@ using System.Net;
 using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
-// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] [--overhead-rounds 5] | --record-cost [--record-rounds 5] | --held-only | --soak 180
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] [--overhead-rounds 5] | --record-cost [--record-rounds 9] | --held-only | --soak 180
 //     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000 | --fairness [--seconds 5]
 //     | --builds "jit=dotnet src/LmsProxy/bin/Release/net10.0/LmsProxy.dll" "aot=/path/to/native/LmsProxy" ...]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
@@ -66,7 +66,7 @@ if (args.Contains("--held-only"))
 }
 if (args.Contains("--record-cost"))
 {
-    return await RecordCost.RunAsync(ArgValue("--seconds") ?? 3, ArgValue("--record-rounds") ?? 5, StartLmsProxy,
+    return await RecordCost.RunAsync(ArgValue("--seconds") ?? 3, ArgValue("--record-rounds") ?? 9, StartLmsProxy,
         new Dictionary<string, string> { ["DOTNET_TieredPGO"] = "1", ["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1" }) ? 0 : 1;
 }
 // --fairness: issue 20's proof, keys sharing one instance's parallel slots (fair order against arrival order).
