@@ -44,9 +44,31 @@ internal sealed record ServiceDefinition(
         // The folder of the file started: the dll's for `dotnet LmsProxy.dll`, else the executable's. For a tool that is its
         // command folder (~/.dotnet/tools), not its versioned .store folder, which an update removes (and systemd would
         // then fail to start it); the tool finds its settings file from anywhere (see ContentRoot).
-        var workingDirectory = startedByDotnet ? AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar) : Path.GetDirectoryName(processPath)!;
-        return new ServiceDefinition(processPath, arguments, workingDirectory, environment, userName, userHome);
+        var executable = startedByDotnet ? processPath : ToolCommandFor(processPath);
+        var workingDirectory = startedByDotnet ? AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar) : Path.GetDirectoryName(executable)!;
+        return new ServiceDefinition(executable, arguments, workingDirectory, environment, userName, userHome);
     }
+
+    /// <summary>
+    /// The native tool's command (~/.dotnet/tools/lmsproxy) is a link to the executable in the tool's versioned .store
+    /// folder, and the running program only knows the link's target, which an update removes. The service starts the
+    /// link instead, which an update points at the new version. Anything else (the JIT tool's command is a launcher
+    /// in the command folder itself) is started as it is.
+    /// </summary>
+    internal static string ToolCommandFor(string executable)
+    {
+        if (!File.Exists(Path.Combine(Path.GetDirectoryName(executable)!, "DotnetToolSettings.xml"))) return executable;
+        for (var dir = Directory.GetParent(executable); dir?.Parent is not null; dir = dir.Parent)
+        {
+            if (dir.Name != ".store") continue;
+            var command = Path.Combine(dir.Parent.FullName, ToolCommand);
+            return File.Exists(command) && File.ResolveLinkTarget(command, returnFinalTarget: true)?.FullName == executable ? command : executable;
+        }
+        return executable;
+    }
+
+    /// <summary>ToolCommandName in LmsProxy.csproj.</summary>
+    private const string ToolCommand = "lmsproxy";
 
     /// <summary>The dotnet folder of the shared runtime this program runs on; null when it carries its own.</summary>
     private static string? SharedRuntimeRoot()

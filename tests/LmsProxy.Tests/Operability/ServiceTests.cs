@@ -138,6 +138,34 @@ public sealed class ServiceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void TheNativeTool_IsStartedThroughItsCommandLink_WhichAnUpdateRepoints_NotItsVersionedStoreFolder()
+    {
+        if (OperatingSystem.IsWindows()) return; // the native tool package is linux-x64 only
+        var tools = Directory.CreateTempSubdirectory("lmsproxy-tools-");
+        try
+        {
+            // The layout `dotnet tool install` makes for the linux-x64 package: the command is a link into .store.
+            var folder = Directory.CreateDirectory(Path.Combine(tools.FullName, ".store", "lmsproxy", "0.2.0", "lmsproxy.linux-x64", "0.2.0", "tools", "any", "linux-x64")).FullName;
+            var executable = Path.Combine(folder, "LmsProxy");
+            File.WriteAllText(executable, "");
+            File.WriteAllText(Path.Combine(folder, "DotnetToolSettings.xml"), "<DotNetCliTool />");
+            var command = Path.Combine(tools.FullName, "lmsproxy");
+            File.CreateSymbolicLink(command, Path.GetRelativePath(tools.FullName, executable));
+
+            Assert.Equal(command, ServiceDefinition.ToolCommandFor(executable));
+            // A link to another version (the one this program is not) is left alone, and so is a program outside a tool.
+            File.Delete(command);
+            File.CreateSymbolicLink(command, "/nowhere/LmsProxy");
+            Assert.Equal(executable, ServiceDefinition.ToolCommandFor(executable));
+            Assert.Equal("/opt/lmsproxy/LmsProxy", ServiceDefinition.ToolCommandFor("/opt/lmsproxy/LmsProxy"));
+        }
+        finally
+        {
+            tools.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public void LaunchdAgent_RunsTheProgramAtLoad_RestartsItOnFailure_WithTheMemorySettingsAndALogFile()
     {
         var service = new ServiceDefinition("/Users/ann/.dotnet/tools/lmsproxy", ["--settings", "/Users/ann/LmsProxy & co/appsettings.json"],
