@@ -36,5 +36,6 @@ internal static class ContentRoot
     /// <summary>The settings file read from <paramref name="contentRoot"/>.</summary>
     public static string SettingsFile(string contentRoot) => Path.Combine(contentRoot, "appsettings.json");
 
-    private static bool IsInstalledTool(string programDirectory) => File.Exists(Path.Combine(programDirectory, "DotnetToolSettings.xml"));
+    /// <summary>Whether <paramref name="programDirectory"/> is an installed .NET tool's folder (JIT or native).</summary>
+    internal static bool IsInstalledTool(string programDirectory) => File.Exists(Path.Combine(programDirectory, "DotnetToolSettings.xml"));
 }

@@ -57,7 +57,7 @@ internal sealed record ServiceDefinition(
     /// </summary>
     internal static string ToolCommandFor(string executable)
     {
-        if (!File.Exists(Path.Combine(Path.GetDirectoryName(executable)!, "DotnetToolSettings.xml"))) return executable;
+        if (!ContentRoot.IsInstalledTool(Path.GetDirectoryName(executable)!)) return executable;
         for (var dir = Directory.GetParent(executable); dir?.Parent is not null; dir = dir.Parent)
         {
             if (dir.Name != ".store") continue;
