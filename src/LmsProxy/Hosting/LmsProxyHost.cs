@@ -16,13 +16,6 @@ namespace LmsProxy.Hosting;
 /// <summary>How the pieces are put together: services, then endpoints.</summary>
 internal static class LmsProxyHost
 {
-    /// <summary>The WebSocket namespaces LM Studio's SDKs and `lms --host` open on the server's port.</summary>
-    public static readonly string[] WebSocketNamespaces = ["llm", "embedding", "system", "diagnostics", "files", "repository", "runtime", "plugins"];
-
-    /// <summary>The paths forwarded to LM Studio; anything else is the proxy's own or a 404.</summary>
-    public static readonly string[] ForwardedPatterns =
-        ["/v1/{**rest}", "/api/{**rest}", "/lmstudio-greeting", .. WebSocketNamespaces.Select(n => "/" + n), .. WebSocketNamespaces.Select(n => $"/{n}/{{**rest}}")];
-
     public static IServiceCollection AddLmsProxy(this IServiceCollection services)
     {
         services.AddSingleton(TimeProvider.System);
@@ -88,18 +81,17 @@ internal static class LmsProxyHost
         app.UseMiddleware<RequestGuard>();
         app.UseMiddleware<ApiKeyMiddleware>();
         app.UseMiddleware<BufferedBody>();
+        // The paths forwarded to LM Studio (RequestPaths.IsForwarded) go to the handler before routing: none of the
+        // proxy's own endpoints is under them, and the route matcher with its catch-all values cost every request.
+        var handler = app.Services.GetRequiredService<ProxyHandler>();
+        app.Use(next => context => RequestPaths.IsForwarded(context.Request.Path) ? handler.HandleAsync(context) : next(context));
+        app.UseRouting();
         app.MapHealthEndpoints();
         app.MapStatusEndpoints();
         app.MapActivityEndpoints();
         app.MapMetricsEndpoint();
         // No routes: YARP's route pipeline is not used (the direct forwarder is), but mapping it loads the cluster and starts its health checks.
         app.MapReverseProxy();
-
-        var handler = app.Services.GetRequiredService<ProxyHandler>();
-        foreach (var pattern in ForwardedPatterns)
-        {
-            app.Map(pattern, handler.HandleAsync);
-        }
         app.MapFallback((HttpContext context) => new ProxyError(StatusCodes.Status404NotFound, "unknown_path",
             $"LmsProxy forwards /v1/*, /api/*, /lmstudio-greeting and LM Studio's WebSocket namespaces to LM Studio; '{context.Request.Path}' is none of them.").WriteAsync(context));
     }

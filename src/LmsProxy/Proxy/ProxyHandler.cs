@@ -141,18 +141,26 @@ internal sealed partial class ProxyHandler
                     }
                     last = first;
                 }
-
-                var ticket = new Scheduler.WaitTicket(); // where the request waits, for the keep-alives' words
-                await using var keepAlive = StreamKeepAlive.For(context, request, options, _time, () => _scheduler.Describe(ticket));
-                var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last, Ticket = ticket };
-                var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
-                await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
+                await HoldAndForwardAsync(context, request, options, pin, deadline, last, started);
             }
         }
         finally
         {
             _activity.Finished(context); // every way out, the warm path's success included
         }
+    }
+
+    /// <summary>
+    /// The way of a request that is not served warm: it waits for the scheduler, with keep-alives for a stream, and is
+    /// re-sent while the model is not loaded yet. Its own state machine: the warm path's stays small.
+    /// </summary>
+    private async Task HoldAndForwardAsync(HttpContext context, ModelRequest request, LmsProxyOptions options, LmStudioHost? pin, long deadline, Attempt last, long started)
+    {
+        var ticket = new Scheduler.WaitTicket(); // where the request waits, for the keep-alives' words
+        await using var keepAlive = StreamKeepAlive.For(context, request, options, _time, () => _scheduler.Describe(ticket));
+        var state = new RequestState(this, context, request, pin, deadline, keepAlive) { Last = last, Ticket = ticket };
+        var attempt = await _resend.ExecuteAsync(static (s, _) => s.Handler.AttemptAsync(s), state, context.RequestAborted);
+        await FinishAsync(context, request, attempt, state.Held, started, warm: false, keepAlive, state.Resends);
     }
 
     /// <summary>One try: deal with what the last try said (stored in the state), check the deadline, wait for a ready instance, forward.</summary>

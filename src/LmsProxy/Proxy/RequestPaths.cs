@@ -42,6 +42,29 @@ internal static class RequestPaths
         "/v1/models", "/api/v0/models", "/api/v1/models", "/api/v1/models/download", "/lmstudio-greeting",
     };
 
+    /// <summary>The WebSocket namespaces LM Studio's SDKs and `lms --host` open on the server's port.</summary>
+    public static readonly string[] WebSocketNamespaces = ["llm", "embedding", "system", "diagnostics", "files", "repository", "runtime", "plugins"];
+
+    /// <summary>
+    /// The paths forwarded to LM Studio, in any case: /v1 and /api with everything under them, /lmstudio-greeting,
+    /// and the WebSocket namespaces with everything under them. Anything else is the proxy's own, or a 404.
+    /// </summary>
+    public static bool IsForwarded(PathString path)
+    {
+        var value = path.Value;
+        if (string.IsNullOrEmpty(value) || value[0] != '/') return false;
+        var rest = value.AsSpan(1);
+        var slash = rest.IndexOf('/');
+        var first = slash < 0 ? rest : rest[..slash];
+        if (first.Equals("v1", StringComparison.OrdinalIgnoreCase) || first.Equals("api", StringComparison.OrdinalIgnoreCase)) return true;
+        if (first.Equals("lmstudio-greeting", StringComparison.OrdinalIgnoreCase)) return slash < 0 || slash == rest.Length - 1;
+        foreach (var name in WebSocketNamespaces)
+        {
+            if (first.Equals(name, StringComparison.OrdinalIgnoreCase)) return true;
+        }
+        return false;
+    }
+
     /// <summary>A POST to an inference path: its body names the model, and it is held for a load.</summary>
     public static bool IsInference(HttpRequest request) => HttpMethods.IsPost(request.Method) && InferencePaths.Contains(request.Path.Value!.TrimEnd('/'));
 

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.WebSockets;
 using System.Text;
 using System.Text.Json;
-using LmsProxy.Hosting;
+using LmsProxy.Proxy;
 using LmsProxy.Tests.Infrastructure;
 using LmStudioSimulator;
 
@@ -93,7 +93,7 @@ public sealed class WebSocketTests
     {
         await using var env = await StartAsync();
 
-        foreach (var ns in LmsProxyHost.WebSocketNamespaces)
+        foreach (var ns in RequestPaths.WebSocketNamespaces)
         {
             using var socket = await ConnectAsync(env, "/" + ns);
             await SendAsync(socket, "hello " + ns);
