@@ -4,7 +4,7 @@ using System.Net;
 using LmStudioSimulator;
 using LmsProxy.Benchmarks;
 
-// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] [--overhead-rounds 5] | --record-cost [--record-rounds 9] | --held-only | --soak 180
+// dotnet run -c Release --project tests/LmsProxy.Benchmarks [-- --seconds 5 [--overhead-only] [--overhead-rounds 9] | --record-cost [--record-rounds 9] | --held-only | --soak 180
 //     | --cold-path [--rounds 8] | --swap [--swap-seconds 30] [--swap-response-ms 200] | --simulate 100000 | --fairness [--seconds 5]
 //     | --builds "jit=dotnet src/LmsProxy/bin/Release/net10.0/LmsProxy.dll" "aot=/path/to/native/LmsProxy" ...]
 // The full run (no mode) needs Debian's nginx and wrk (apt-get install nginx wrk; strace for the system-call table); --cold-path needs curl (the fake
@@ -118,10 +118,10 @@ var bareIdleMiB = Processes.RssMiB(bareYarp.Id);
 // first rounds paying for it.
 foreach (var (_, port) in targets) await Wrk.RunAsync($"http://127.0.0.1:{port}/v1/chat/completions", 64, TimeSpan.FromSeconds(20), Targets.ChatBody, work);
 
-// 2. Small non-streaming requests at several concurrencies. Five rounds (--overhead-rounds N), the targets interleaved
+// 2. Small non-streaming requests at several concurrencies. Nine rounds (--overhead-rounds N), the targets interleaved
 // in each, so that a passing disturbance of the machine touches all of them; the median round counts. (Rounds on this
 // shared 2-core machine move by ±10%: the median of three moved by ±5% between runs, of five less.)
-var overheadRounds = ArgValue("--overhead-rounds") ?? 5;
+var overheadRounds = ArgValue("--overhead-rounds") ?? 9;
 var rounds = new Dictionary<(string, int), List<WrkResult>>();
 var peak = new Dictionary<string, double> { ["LmsProxy"] = 0, ["bare YARP"] = 0 };
 foreach (var connections in new[] { 1, 16, 64 })

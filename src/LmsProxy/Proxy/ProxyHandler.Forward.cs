@@ -8,6 +8,7 @@ namespace LmsProxy.Proxy;
 internal sealed partial class ProxyHandler
 {
     /// <summary>
+    /// (The warm path in ProxyHandler.cs has its own copy of this, inline.)
     /// Forwards on a lease once one of the instance's parallel slots is free (into the keep-alive's stream when
     /// <paramref name="startedStream"/> is given), and gives slot and lease back when the response is done or the client left.
     /// </summary>
@@ -18,26 +19,9 @@ internal sealed partial class ProxyHandler
             if (await _sharing.TakeSlotAsync(context, leased, deadline) is { } noSlot) return new(AttemptKind.Refused, leased.Host, Refusal: noSlot);
             try
             {
-                Attempt attempt;
-                if (startedStream is not null)
-                {
-                    attempt = await ForwardIntoStartedStreamAsync(startedStream, leased.Host, leased);
-                }
-                else
-                {
-                    // YARP's forward awaited here, not through ForwardAsync: one async layer less on the warm path.
-                    var (sending, swap) = StartForward(context, request, leased.Host, TransformMode.Inference);
-                    ForwarderError error;
-                    try
-                    {
-                        error = await sending;
-                    }
-                    finally
-                    {
-                        swap.Dispose();
-                    }
-                    attempt = ForwardOutcome(context, leased.Host, leased, error);
-                }
+                var attempt = startedStream is not null
+                    ? await ForwardIntoStartedStreamAsync(startedStream, leased.Host, leased)
+                    : await ForwardAsync(context, request, leased.Host, leased, TransformMode.Inference);
                 if (attempt.Kind == AttemptKind.Forwarded && attempt.Error == ForwarderError.None) Scheduler.ForwardSucceeded(leased);
                 return attempt;
             }

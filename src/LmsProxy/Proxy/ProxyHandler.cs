@@ -127,7 +127,41 @@ internal sealed partial class ProxyHandler
                 // The warm path: a ready instance, leased without a lock; most requests end here.
                 if (_scheduler.TryWarm(request.Model, pin) is { } warm)
                 {
-                    var first = await ForwardLeasedAsync(context, request, warm, deadline);
+                    // ForwardLeasedAsync, inline: one async layer less, and its box, the largest allocation of a request.
+                    Attempt first;
+                    try
+                    {
+                        if (await _sharing.TakeSlotAsync(context, warm, deadline) is { } noSlot)
+                        {
+                            first = new(AttemptKind.Refused, warm.Host, Refusal: noSlot);
+                        }
+                        else
+                        {
+                            try
+                            {
+                                var (sending, swap) = StartForward(context, request, warm.Host, TransformMode.Inference);
+                                ForwarderError error;
+                                try
+                                {
+                                    error = await sending;
+                                }
+                                finally
+                                {
+                                    swap.Dispose();
+                                }
+                                first = ForwardOutcome(context, warm.Host, warm, error);
+                                if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None }) Scheduler.ForwardSucceeded(warm);
+                            }
+                            finally
+                            {
+                                _sharing.ReleaseSlot(context, warm);
+                            }
+                        }
+                    }
+                    finally
+                    {
+                        _scheduler.Release(warm);
+                    }
                     if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
                     {
                         Interlocked.Increment(ref warm.Forwarded.Value);

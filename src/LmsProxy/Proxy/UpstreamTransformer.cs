@@ -46,7 +46,7 @@ internal sealed class UpstreamTransformer(ProxySettings settings, string? hostTo
         await Default.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
         KeepRawTarget(httpContext, proxyRequest, destinationPrefix);
         UpstreamCredentials.Apply(proxyRequest, settings.Current, hostToken);
-        if (httpContext.Request.Body is WholeBody body) proxyRequest.Options.Set(UpstreamInvoker.WholeBodyKey, body);
+        if (httpContext.Request.Body is WholeBody body) UpstreamInvoker.OfferWholeBody(proxyRequest, body);
     }
 
     public override async ValueTask<bool> TransformResponseAsync(HttpContext httpContext, HttpResponseMessage? proxyResponse, CancellationToken cancellationToken)
