@@ -40,14 +40,7 @@ internal sealed partial class ProxyHandler
     {
         var (sending, swap) = StartForward(context, request, host, mode);
         ForwarderError error;
-        try
-        {
-            error = await sending;
-        }
-        finally
-        {
-            swap.Dispose();
-        }
+        using (swap) error = await sending;
         return ForwardOutcome(context, host, instance, error);
     }
 
@@ -60,16 +53,10 @@ internal sealed partial class ProxyHandler
 
         var transformers = TransformersFor(host);
         var transformer = mode == TransformMode.Inference ? transformers.Inference : transformers.PassThrough;
+        var config = RequestConfig(_settings.Current);
         var swap = CaptureResponseIds(context, host);
-        try
-        {
-            return (_forwarder.SendAsync(context, host.Prefix, _invoker, RequestConfig(_settings.Current), transformer), swap);
-        }
-        catch
-        {
-            swap.Dispose();
-            throw;
-        }
+        // YARP's SendAsync is an async method: whatever fails in it fails its task, awaited under the swap.
+        return (_forwarder.SendAsync(context, host.Prefix, _invoker, config, transformer), swap);
     }
 
     /// <summary>What the forward's outcome means: served, or not loaded, unreachable or cut off (nothing reached the client), or failed.</summary>

@@ -141,16 +141,8 @@ internal sealed partial class ProxyHandler
                             {
                                 var (sending, swap) = StartForward(context, request, warm.Host, TransformMode.Inference);
                                 ForwarderError error;
-                                try
-                                {
-                                    error = await sending;
-                                }
-                                finally
-                                {
-                                    swap.Dispose();
-                                }
+                                using (swap) error = await sending;
                                 first = ForwardOutcome(context, warm.Host, warm, error);
-                                if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None }) Scheduler.ForwardSucceeded(warm);
                             }
                             finally
                             {
@@ -164,6 +156,7 @@ internal sealed partial class ProxyHandler
                     }
                     if (first is { Kind: AttemptKind.Forwarded, Error: ForwarderError.None })
                     {
+                        Scheduler.ForwardSucceeded(warm);
                         Interlocked.Increment(ref warm.Forwarded.Value);
                         if (_logger.IsEnabled(LogLevel.Debug)) Log(context, request, TimeSpan.Zero, started, warm: true, 0);
                         return;
