@@ -120,7 +120,9 @@ foreach (var (_, port) in targets) await Wrk.RunAsync($"http://127.0.0.1:{port}/
 
 // 2. Small non-streaming requests at several concurrencies. Nine rounds (--overhead-rounds N), the targets interleaved
 // in each, so that a passing disturbance of the machine touches all of them; the median round counts. (Rounds on this
-// shared 2-core machine move by ±10%: the median of three moved by ±5% between runs, of five less.)
+// shared 2-core machine move by ±10%: the median of three moved by ±5% between runs, of five less.) Every other round
+// runs the targets in the reverse order: bare YARP and LmsProxy stay next to each other, and neither always goes first
+// (a drift of the machine within a round pair, or what one target leaves behind, falls on each alike).
 var overheadRounds = ArgValue("--overhead-rounds") ?? 9;
 var rounds = new Dictionary<(string, int), List<WrkResult>>();
 var peak = new Dictionary<string, double> { ["LmsProxy"] = 0, ["bare YARP"] = 0 };
@@ -128,7 +130,7 @@ foreach (var connections in new[] { 1, 16, 64 })
 {
     for (var round = 0; round < overheadRounds; round++)
     {
-        foreach (var (name, port) in targets)
+        foreach (var (name, port) in round % 2 == 0 ? targets : Enumerable.Reverse(targets))
         {
             var url = $"http://127.0.0.1:{port}/v1/chat/completions";
             if (round == 0) await Wrk.RunAsync(url, connections, TimeSpan.FromSeconds(2), Targets.ChatBody, work);
