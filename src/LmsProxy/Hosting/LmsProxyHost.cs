@@ -48,6 +48,7 @@ internal static class LmsProxyHost
         services.AddSingleton<Keys.AuthFailures>();
         services.AddSingleton<Sharing.SharingGate>();
         services.AddHostedService<HostRefresher>();
+        if (WorkingSetTrimmer.Enabled) services.AddHostedService<WorkingSetTrimmer>();
         services.AddSingleton<PrometheusMetrics>();
         return services;
     }

@@ -21,15 +21,18 @@ internal static partial class LowMemoryRuntime
         new("DOTNET_JitHostMaxSlabCache", "0x10000"),
     ];
 
-    /// <summary>Set to 0 to keep the runtime's defaults (no re-execution).</summary>
+    /// <summary>Set to 0 to keep the runtime's defaults (no re-execution, no <see cref="WorkingSetTrimmer"/>).</summary>
     public const string OptOut = "LMSPROXY_LOW_MEMORY";
+
+    /// <summary>The value <see cref="OptOut"/> has in the re-executed process: not an opt-out, only a mark.</summary>
+    private const string Reexecuted = "reexecuted";
 
     /// <summary>Re-executes this process with <see cref="Settings"/> when the JIT runtime lacks them; returns when it does not.</summary>
     public static void Apply()
     {
         // Native AOT has no JIT code to double-map, and reads its GC settings from the binary (see the project file).
         if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported || !OperatingSystem.IsLinux()) return;
-        if (Environment.GetEnvironmentVariable(OptOut) == "0") return;
+        if (Environment.GetEnvironmentVariable(OptOut) is "0" or Reexecuted) return;
         // Only when this program is the process (tests run Main inside their own test host, which must stay as it is).
         if (System.Reflection.Assembly.GetEntryAssembly() != typeof(LowMemoryRuntime).Assembly) return;
         if (Settings.All(s => Environment.GetEnvironmentVariable(s.Key) is not null)) return;
@@ -43,7 +46,7 @@ internal static partial class LowMemoryRuntime
             if (Environment.GetEnvironmentVariable(name) is null) Environment.SetEnvironmentVariable(name, value);
         }
         // Marks the second start, so that a runtime that refuses a setting cannot make it re-execute for ever.
-        Environment.SetEnvironmentVariable(OptOut, "0");
+        Environment.SetEnvironmentVariable(OptOut, Reexecuted);
         var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>().Select(e => $"{e.Key}={e.Value}").ToArray();
         Execve(executable, [.. argv, null], [.. environment, null]);
         // Only reached when execve failed: carry on with the runtime's defaults.
