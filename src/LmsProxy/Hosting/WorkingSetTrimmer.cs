@@ -16,7 +16,7 @@ namespace LmsProxy.Hosting;
 internal sealed partial class WorkingSetTrimmer(ILogger<WorkingSetTrimmer> logger) : BackgroundService
 {
     /// <summary>How often the JIT's count of compiled methods is read; a period with fewer new ones is quiet.</summary>
-    public static readonly TimeSpan Period = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan Period = TimeSpan.FromSeconds(5);
 
     private const long QuietMethods = 100;
 
