@@ -27,14 +27,19 @@ internal static partial class LowMemoryRuntime
     /// <summary>The value <see cref="OptOut"/> has in the re-executed process: not an opt-out, only a mark.</summary>
     private const string Reexecuted = "reexecuted";
 
+    /// <summary>
+    /// Not opted out, and this program is the process: tests run Main inside their own test host, which must stay as
+    /// it is (the re-execution and <see cref="WorkingSetTrimmer"/> both ask).
+    /// </summary>
+    public static bool WantedForThisProcess =>
+        Environment.GetEnvironmentVariable(OptOut) != "0" && System.Reflection.Assembly.GetEntryAssembly() == typeof(LowMemoryRuntime).Assembly;
+
     /// <summary>Re-executes this process with <see cref="Settings"/> when the JIT runtime lacks them; returns when it does not.</summary>
     public static void Apply()
     {
         // Native AOT has no JIT code to double-map, and reads its GC settings from the binary (see the project file).
         if (!System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported || !OperatingSystem.IsLinux()) return;
-        if (Environment.GetEnvironmentVariable(OptOut) is "0" or Reexecuted) return;
-        // Only when this program is the process (tests run Main inside their own test host, which must stay as it is).
-        if (System.Reflection.Assembly.GetEntryAssembly() != typeof(LowMemoryRuntime).Assembly) return;
+        if (!WantedForThisProcess || Environment.GetEnvironmentVariable(OptOut) == Reexecuted) return;
         if (Settings.All(s => Environment.GetEnvironmentVariable(s.Key) is not null)) return;
         // The exact argv this process was started with (the dotnet host's own arguments included), NUL-separated.
         string[] argv;

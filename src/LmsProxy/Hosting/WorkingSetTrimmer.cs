@@ -7,11 +7,11 @@ namespace LmsProxy.Hosting;
 /// Gives back to the system the pages of code that only start-up and warm-up used (Linux): the configuration binding,
 /// dependency injection, Kestrel's and the store's start, and, once tiered compilation has settled under load, most of
 /// the JIT itself. Those pages are file pages (the framework's precompiled code, native libraries, a native build's
-/// own executable) that stay resident for good once touched: 20-30 MiB of a JIT build's 80-110. The trim asks the
+/// own executable) that stay resident for good once touched: 16-21 MiB of a JIT build's 80-110. The trim asks the
 /// kernel to page out this process's private file mappings (madvise MADV_PAGEOUT, Linux 5.4): the kernel skips pages
 /// another process also maps and dirty ones, so nothing changes for the program but a page fault where a page is
 /// needed again. It runs when the JIT has been quiet for a period, once after start-up and again after each burst of
-/// compilation, never on a timer under steady load. <c>LMSPROXY_LOW_MEMORY=0</c> turns it off with the runtime settings.
+/// compilation; under steady load it does not trim again. <c>LMSPROXY_LOW_MEMORY=0</c> turns it off with the runtime settings.
 /// </summary>
 internal sealed partial class WorkingSetTrimmer(ILogger<WorkingSetTrimmer> logger) : BackgroundService
 {
@@ -25,11 +25,8 @@ internal sealed partial class WorkingSetTrimmer(ILogger<WorkingSetTrimmer> logge
 
     private const int MadvPageout = 21;
 
-    /// <summary>On Linux, for this program's own process (tests run it inside their test host, which is left alone), unless opted out.</summary>
-    public static bool Enabled =>
-        OperatingSystem.IsLinux()
-        && Environment.GetEnvironmentVariable(LowMemoryRuntime.OptOut) != "0"
-        && System.Reflection.Assembly.GetEntryAssembly() == typeof(WorkingSetTrimmer).Assembly;
+    /// <summary>On Linux, for this program's own process, unless opted out.</summary>
+    public static bool Enabled => OperatingSystem.IsLinux() && LowMemoryRuntime.WantedForThisProcess;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -96,14 +93,15 @@ internal sealed partial class WorkingSetTrimmer(ILogger<WorkingSetTrimmer> logge
         }
     }
 
-    /// <summary>VmRSS of this process, in MiB.</summary>
-    public static long ResidentMiB()
+    private static long ResidentMiB() => StatusKiB("VmRSS") / 1024;
+
+    /// <summary>A field of /proc/self/status in KiB ("VmRSS:\t   79324 kB"), 0 if absent.</summary>
+    public static long StatusKiB(string field)
     {
         foreach (var line in File.ReadLines("/proc/self/status"))
         {
-            // "VmRSS:     79324 kB"
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal) && line.Split(' ', StringSplitOptions.RemoveEmptyEntries) is [_, var value, ..]
-                && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var kib)) return kib / 1024;
+            if (line.StartsWith(field, StringComparison.Ordinal) && line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries) is [var name, var value, ..]
+                && name.Length == field.Length + 1 && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var kib)) return kib;
         }
         return 0;
     }

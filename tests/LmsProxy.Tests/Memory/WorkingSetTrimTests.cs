@@ -52,6 +52,5 @@ public sealed class WorkingSetTrimTests(ITestOutputHelper output)
         }
     }
 
-    private static long ResidentFileKiB() =>
-        long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("RssFile:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+    private static long ResidentFileKiB() => WorkingSetTrimmer.StatusKiB("RssFile");
 }
